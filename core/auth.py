@@ -1,0 +1,67 @@
+"""API tokens: random bearer secrets stored only as SHA-256 hashes, each with a role.
+
+Roles are ordered: `viewer` reads, `operator` also starts and cancels jobs, `admin` also manages
+tokens. Tokens carry 256 bits of randomness, so a fast hash is enough (no password stretching).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.models import ROLES, ApiToken, utcnow
+
+TOKEN_PREFIX = "pm_"
+ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
+
+
+@dataclass(frozen=True)
+class Principal:
+    token_id: str
+    name: str
+    role: str
+
+    def has(self, role: str) -> bool:
+        return ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(session: Session, *, name: str, role: str, created_by: str | None = None) -> tuple[ApiToken, str]:
+    """Store a new token and return (row, plaintext). The plaintext is shown once, never stored."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}; got {role!r}")
+    name = name.strip()
+    if not name or len(name) > 128:
+        raise ValueError("name must be 1..128 characters")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(name=name, role=role, token_hash=hash_token(plaintext), prefix=plaintext[:10], created_by=created_by)
+    session.add(row)
+    session.flush()
+    return row, plaintext
+
+
+def authenticate(session: Session, token: str) -> Principal | None:
+    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(token_id=row.id, name=row.name, role=row.role)
+
+
+def touch(session: Session, token_id: str) -> None:
+    session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
+
+
+def revoke(session: Session, token_id: str) -> bool:
+    res = session.execute(
+        update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+    )
+    return res.rowcount == 1

@@ -1,0 +1,340 @@
+"""The job service: the single place that creates, dispatches, claims, updates and finishes jobs.
+
+Life of a job
+-------------
+1. `submit` inserts the row (`queued`) and its first event and commits; only then is the Celery
+   message sent (`dispatch`). If the broker is down the row stays undispatched (an outbox) and the
+   maintenance loop sends it when the broker is back: no job is lost and none is stuck.
+2. A worker `claim`s the job for the message's `dispatch_seq`. Only one claim can win, so a
+   duplicated or redelivered message for a job that already ran, or is running elsewhere, is a no-op.
+3. While running, the worker `heartbeat`s. Each heartbeat also tells it whether a cancel was asked
+   for and whether it still owns the job. A job whose heartbeat goes silent (worker killed, machine
+   gone) is requeued by `reap_stale` with a new `dispatch_seq`, so the old message can't run it again.
+4. `finish` writes the terminal state exactly once, and only for the current owner.
+
+All writes are single conditional UPDATEs so that several API processes and workers can race safely.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from core.db import session_scope
+from core.models import TERMINAL_STATUSES, Job, JobEvent, utcnow
+from core.settings import get_settings
+
+log = logging.getLogger("pm.jobs")
+
+
+class JobError(Exception):
+    """A request about a job that can't be honoured; `code` maps to an HTTP status."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class Dispatcher(Protocol):
+    """Sends a job's message to the broker; raises on broker failure."""
+
+    def send(self, job: Job) -> str: ...  # returns the Celery task id
+
+    def run_id(self) -> str | None: ...  # identity of the broker process (changes on restart)
+
+
+@dataclass
+class Page:
+    items: list[Job]
+    total: int
+    limit: int
+    offset: int
+
+
+def add_event(session: Session, job_id: str, type_: str, data: dict[str, Any]) -> None:
+    session.add(JobEvent(job_id=job_id, type=type_, data=data))
+
+
+# --------------------------------------------------------------------------- API side
+def submit(
+    *,
+    task_name: str,
+    queue: str,
+    kind: str,
+    params: dict[str, Any],
+    submitted_by: str | None,
+    dispatcher: Dispatcher | None,
+    timeout_s: int | None = None,
+    db_url: str | None = None,
+) -> Job:
+    """Create a job row, commit it, then send its message. Returns the job as stored."""
+    settings = get_settings()
+    timeout = min(timeout_s or settings.max_job_seconds, settings.max_job_seconds)
+    with session_scope(db_url) as session:
+        job = Job(kind=kind, task_name=task_name, queue=queue, params=params, submitted_by=submitted_by,
+                  timeout_s=timeout, status="queued", progress=0.0, dispatch_seq=1, attempts=0,
+                  cancel_requested=False, message="queued")
+        session.add(job)
+        session.flush()
+        add_event(session, job.id, "status", {"status": "queued", "message": "queued", "progress": 0.0})
+    if dispatcher is not None:
+        dispatch(job, dispatcher, db_url=db_url)
+    return job
+
+
+def dispatch(job: Job, dispatcher: Dispatcher, *, db_url: str | None = None) -> bool:
+    """Send the job's message; record it as dispatched. False (job left in the outbox) if the broker is down."""
+    try:
+        task_id = dispatcher.send(job)
+    except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job in the outbox
+        log.warning("dispatch deferred: broker unavailable", extra={"job_id": job.id, "error": repr(exc)[:300]})
+        return False
+    now = utcnow()
+    with session_scope(db_url) as session:
+        session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.dispatch_seq == job.dispatch_seq, Job.status == "queued")
+            .values(dispatched_at=now, celery_task_id=task_id, broker_run_id=dispatcher.run_id(), updated_at=now)
+        )
+    job.dispatched_at, job.celery_task_id = now, task_id
+    return True
+
+
+def get(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise JobError("not_found", f"no job with id {job_id!r}", {"job_id": job_id})
+    return job
+
+
+def list_jobs(session: Session, *, status: str | None = None, kind: str | None = None, queue: str | None = None,
+              limit: int = 50, offset: int = 0) -> Page:
+    conds = []
+    if status:
+        conds.append(Job.status == status)
+    if kind:
+        conds.append(Job.kind == kind)
+    if queue:
+        conds.append(Job.queue == queue)
+    where = and_(*conds) if conds else None
+    q = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit).offset(offset)
+    cq = select(func.count()).select_from(Job)
+    if where is not None:
+        q, cq = q.where(where), cq.where(where)
+    return Page(items=list(session.scalars(q)), total=session.scalar(cq) or 0, limit=limit, offset=offset)
+
+
+def events_after(session: Session, job_id: str, after_id: int = 0, limit: int = 500) -> list[JobEvent]:
+    q = select(JobEvent).where(JobEvent.job_id == job_id, JobEvent.id > after_id).order_by(JobEvent.id).limit(limit)
+    return list(session.scalars(q))
+
+
+def cancel(job_id: str, *, by: str | None, db_url: str | None = None) -> Job:
+    """Cancel a job: a queued one ends `cancelled` now; a running one is asked to stop at its next check."""
+    now = utcnow()
+    with session_scope(db_url) as session:
+        res = session.execute(
+            update(Job).where(Job.id == job_id, Job.status == "queued")
+            .values(status="cancelled", cancel_requested=True, finished_at=now, updated_at=now,
+                    message=f"cancelled before it started by {by or 'unknown'}")
+        )
+        if res.rowcount == 1:
+            add_event(session, job_id, "status", {"status": "cancelled", "message": f"cancelled by {by or 'unknown'}"})
+        else:
+            res = session.execute(
+                update(Job).where(Job.id == job_id, Job.status == "running", Job.cancel_requested.is_(False))
+                .values(cancel_requested=True, updated_at=now)
+            )
+            if res.rowcount == 1:
+                add_event(session, job_id, "log", {"level": "info", "message": f"cancel requested by {by or 'unknown'}"})
+        job = get(session, job_id)
+        if job.status in TERMINAL_STATUSES and job.status != "cancelled":
+            raise JobError("conflict", f"job {job_id} already {job.status}; only queued or running jobs can be cancelled",
+                           {"job_id": job_id, "status": job.status})
+        return job
+
+
+# --------------------------------------------------------------------------- worker side
+@dataclass
+class Claim:
+    job: Job
+    deadline: datetime
+
+
+def claim(job_id: str, seq: int, *, worker: str, celery_task_id: str | None, db_url: str | None = None) -> Claim | None:
+    """Take ownership of a job for dispatch `seq`. None if the job is finished, cancelled, owned, or superseded."""
+    settings = get_settings()
+    now = utcnow()
+    stale = now - timedelta(seconds=settings.stale_job_seconds)
+    with session_scope(db_url) as session:
+        res = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.dispatch_seq == seq,
+                   or_(Job.status == "queued", and_(Job.status == "running", Job.heartbeat_at < stale)))
+            .values(status="running", worker=worker, celery_task_id=celery_task_id, attempts=Job.attempts + 1,
+                    started_at=now, heartbeat_at=now, updated_at=now, message="running")
+        )
+        if res.rowcount != 1:
+            return None
+        job = session.get(Job, job_id)
+        assert job is not None
+        add_event(session, job_id, "status", {"status": "running", "message": "running", "worker": worker,
+                                               "attempt": job.attempts, "progress": job.progress})
+        return Claim(job=job, deadline=now + timedelta(seconds=job.timeout_s))
+
+
+@dataclass
+class Beat:
+    owned: bool
+    cancel_requested: bool
+
+
+def heartbeat(job_id: str, seq: int, *, write: bool = True, db_url: str | None = None) -> Beat:
+    """Prove the job is alive (`write`) and learn whether it is still ours and whether to cancel."""
+    owned = (Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running")
+    with session_scope(db_url, write=write) as session:
+        if write:
+            row = session.execute(update(Job).where(*owned).values(heartbeat_at=utcnow())
+                                  .returning(Job.cancel_requested)).first()
+        else:
+            row = session.execute(select(Job.cancel_requested).where(*owned)).first()
+    return Beat(owned=row is not None, cancel_requested=bool(row[0]) if row else False)
+
+
+def report_progress(job_id: str, seq: int, fraction: float, message: str | None, metrics: dict[str, Any] | None,
+                    *, db_url: str | None = None) -> bool:
+    now = utcnow()
+    values: dict[str, Any] = {"progress": fraction, "heartbeat_at": now, "updated_at": now}
+    if message is not None:
+        values["message"] = message
+    if metrics is not None:
+        values["metrics"] = metrics
+    with session_scope(db_url) as session:
+        res = session.execute(update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running")
+                              .values(**values))
+        if res.rowcount != 1:
+            return False
+        data: dict[str, Any] = {"fraction": fraction, "message": message}
+        if metrics is not None:
+            data["metrics"] = metrics
+        add_event(session, job_id, "progress", data)
+    return True
+
+
+def log_event(job_id: str, level: str, message: str, *, db_url: str | None = None) -> None:
+    with session_scope(db_url) as session:
+        add_event(session, job_id, "log", {"level": level, "message": message})
+
+
+def finish(job_id: str, seq: int, status: str, *, result: dict[str, Any] | None = None,
+           error: dict[str, Any] | None = None, message: str | None = None, db_url: str | None = None) -> bool:
+    """Write the terminal state. Only the current owner can; returns False if it no longer owns the job."""
+    assert status in TERMINAL_STATUSES
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now, "result": result,
+                              "error": error, "message": message or status}
+    if status == "succeeded":
+        values["progress"] = 1.0
+    with session_scope(db_url) as session:
+        res = session.execute(update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running")
+                              .values(**values))
+        if res.rowcount != 1:
+            return False
+        data: dict[str, Any] = {"status": status, "message": values["message"]}
+        if error:
+            data["error"] = error
+        if status == "succeeded":
+            data["progress"] = 1.0
+        add_event(session, job_id, "status", data)
+    return True
+
+
+def release_for_retry(job_id: str, seq: int, *, reason: str, db_url: str | None = None) -> bool:
+    """Hand a running job back to `queued` so a retried message (same seq) can claim it again."""
+    now = utcnow()
+    with session_scope(db_url) as session:
+        res = session.execute(update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running")
+                              .values(status="queued", worker=None, updated_at=now, message=f"retrying: {reason}"))
+        if res.rowcount != 1:
+            return False
+        add_event(session, job_id, "status", {"status": "queued", "message": f"retrying: {reason}"})
+    return True
+
+
+# --------------------------------------------------------------------------- maintenance
+def reap_stale(*, db_url: str | None = None, now: datetime | None = None) -> list[str]:
+    """Requeue running jobs whose worker stopped heartbeating; fail them after too many losses."""
+    settings = get_settings()
+    now = now or utcnow()
+    cutoff = now - timedelta(seconds=settings.stale_job_seconds)
+    requeued: list[str] = []
+    with session_scope(db_url, write=False) as session:
+        candidates = list(session.execute(
+            select(Job.id, Job.dispatch_seq, Job.attempts, Job.worker, Job.cancel_requested)
+            .where(Job.status == "running", Job.heartbeat_at < cutoff)
+        ))
+    for job_id, seq, attempts, worker, cancel_requested in candidates:
+        lost = f"worker {worker or '?'} stopped responding"
+        with session_scope(db_url) as session:
+            base = update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running",
+                                     Job.heartbeat_at < cutoff)
+            if cancel_requested or attempts >= settings.max_job_attempts:
+                status = "cancelled" if cancel_requested else "failed"
+                error = None if cancel_requested else {
+                    "type": "WorkerLost", "message": f"{lost}; gave up after {attempts} attempts"}
+                res = session.execute(base.values(status=status, finished_at=now, updated_at=now, error=error,
+                                                  message=error["message"] if error else "cancelled"))
+                if res.rowcount == 1:
+                    add_event(session, job_id, "status", {"status": status, "message": lost, **({"error": error} if error else {})})
+                continue
+            res = session.execute(base.values(status="queued", dispatch_seq=seq + 1, dispatched_at=None, worker=None,
+                                              updated_at=now, message=f"requeued: {lost}"))
+            if res.rowcount == 1:
+                add_event(session, job_id, "status", {"status": "queued", "message": f"requeued: {lost}"})
+                requeued.append(job_id)
+                log.warning("job requeued after worker loss", extra={"job_id": job_id, "worker": worker,
+                                                                      "attempt": attempts})
+    return requeued
+
+
+def pending_dispatch(*, db_url: str | None = None, older_than_s: float = 3.0, broker_run_id: str | None = None,
+                     limit: int = 500) -> Sequence[Job]:
+    """Queued jobs whose message was never sent, or was sent to a broker that has since restarted empty."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    conds = [and_(Job.dispatched_at.is_(None), Job.updated_at < cutoff)]
+    if broker_run_id:
+        conds.append(and_(Job.dispatched_at.is_not(None), Job.broker_run_id != broker_run_id))
+    with session_scope(db_url, write=False) as session:
+        return list(session.scalars(select(Job).where(Job.status == "queued", or_(*conds))
+                                    .order_by(Job.created_at).limit(limit)))
+
+
+def flush_outbox(dispatcher: Dispatcher, *, db_url: str | None = None, older_than_s: float = 3.0) -> int:
+    sent = 0
+    for job in pending_dispatch(db_url=db_url, older_than_s=older_than_s, broker_run_id=dispatcher.run_id()):
+        if not dispatch(job, dispatcher, db_url=db_url):
+            break  # broker still down; try again next tick
+        sent += 1
+    return sent
+
+
+def maintenance_tick(dispatcher: Dispatcher, *, db_url: str | None = None,
+                     on_error: Callable[[Exception], None] | None = None) -> dict[str, int]:
+    out = {"requeued": 0, "dispatched": 0}
+    try:
+        out["requeued"] = len(reap_stale(db_url=db_url))
+        out["dispatched"] = flush_outbox(dispatcher, db_url=db_url)
+    except Exception as exc:  # noqa: BLE001 - the loop must survive a database blip
+        if on_error:
+            on_error(exc)
+        else:
+            log.exception("maintenance tick failed")
+    return out

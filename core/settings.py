@@ -1,0 +1,124 @@
+"""All configuration in one place, read from environment variables and an optional `.env`.
+
+Every subcommand of `python -m server` and every worker reads the same settings, so a worker on
+another machine only needs the same `REDIS_URL`, `DATABASE_URL` and `ARTIFACT_ROOT`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QUEUES: tuple[str, ...] = ("gan", "ml", "llm")
+"""Domain queues; each kind of work runs on its own queue so it can get its own machines."""
+
+SYSTEM_QUEUE = "system"
+"""Housekeeping and diagnostic tasks (`system.*`), consumed by the `llm` worker that `up` starts."""
+
+ALL_QUEUES: tuple[str, ...] = (*QUEUES, SYSTEM_QUEUE)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or unsafe; the message says which and how to fix it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=PROJECT_ROOT / "var", description="Local state: SQLite file, embedded broker, artifacts")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<DATA_DIR>/platform.db")
+    redis_url: str | None = Field(default=None, description="Broker and result backend; unset means the embedded broker")
+    artifact_root: Path | None = Field(default=None, description="Where datasets and models are stored; default <DATA_DIR>/artifacts")
+
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    flower_host: str = "127.0.0.1"
+    flower_port: int = Field(default=5555, ge=1, le=65535)
+    flower_user: str = "admin"
+    flower_password: str | None = Field(default=None, description="Flower basic-auth password; generated into DATA_DIR when unset")
+
+    max_job_seconds: int = Field(default=6 * 3600, ge=1, description="Hard in-task deadline for any job")
+    heartbeat_seconds: float = Field(default=2.0, gt=0, description="How often a running job proves it is alive")
+    stale_job_seconds: float = Field(default=30.0, gt=0, description="A running job silent this long is requeued")
+    max_job_attempts: int = Field(default=3, ge=1, description="Worker losses tolerated before a job fails")
+    maintenance_seconds: float = Field(default=2.0, gt=0, description="Period of the reaper/outbox loop in the API")
+    result_expires_seconds: int = Field(default=24 * 3600, ge=60)
+    max_request_bytes: int = Field(default=1 * 1024**3, ge=1024, description="Largest accepted request body")
+    log_level: str = "INFO"
+
+    @field_validator("data_dir", "artifact_root", mode="after")
+    @classmethod
+    def _absolute(cls, v: Path | None) -> Path | None:
+        return v.expanduser().resolve() if v is not None else None
+
+    @model_validator(mode="after")
+    def _refuse_unsafe(self) -> Settings:
+        if self.stale_job_seconds <= self.heartbeat_seconds * 2:
+            raise ValueError("STALE_JOB_SECONDS must be more than twice HEARTBEAT_SECONDS")
+        if self.environment == "production":
+            if not self.database_url or self.database_url.startswith("sqlite"):
+                raise ValueError("ENVIRONMENT=production needs DATABASE_URL to point at PostgreSQL")
+            if not self.redis_url:
+                raise ValueError("ENVIRONMENT=production needs REDIS_URL (the embedded broker is one machine only)")
+            if not self.flower_password or len(self.flower_password) < 12:
+                raise ValueError("ENVIRONMENT=production needs FLOWER_PASSWORD of at least 12 characters")
+        return self
+
+    # Derived values -------------------------------------------------------------------------
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'platform.db'}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.artifact_root or self.data_dir / "artifacts"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def embedded_broker_file(self) -> Path:
+        """Written by `up` while its embedded broker runs, so `worker`/`api` on this machine find it."""
+        return self.run_dir / "embedded-redis.url"
+
+    @property
+    def visibility_timeout(self) -> int:
+        # Above the longest allowed job, else Redis hands a running job's message to a second worker.
+        return self.max_job_seconds + 3600
+
+    def broker_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
+        if self.embedded_broker_file.exists():
+            return self.embedded_broker_file.read_text().strip()
+        raise ConfigError(
+            "REDIS_URL is not set and no embedded broker is running: start everything with "
+            "`python -m server up` (it runs an embedded broker), or set REDIS_URL=redis://host:6379/0"
+        )
+
+    def flower_secret(self) -> str:
+        """Flower's password: from settings, else generated once into DATA_DIR (never logged)."""
+        if self.flower_password:
+            return self.flower_password
+        path = self.data_dir / "flower-password"
+        if not path.exists():
+            import secrets
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(18))
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""HTTP API (FastAPI) and the `python -m server` command line."""

@@ -1,0 +1,90 @@
+"""Request dependencies: database session, the caller's identity and role, and job submission.
+
+Routes declare what they need with the `Annotated` aliases at the bottom, e.g.
+`def start(..., submit: SubmitJob, who: Operator)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from celery_app import route_for
+from core import auth, jobs
+from core.db import new_session
+from core.models import Job
+from server.errors import ApiError
+
+bearer = HTTPBearer(auto_error=False, description="API token from `python -m server token create`")
+
+
+def db_session(request: Request) -> Iterator[Session]:
+    session = new_session(request.app.state.db_url)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+DbSession = Annotated[Session, Depends(db_session)]
+
+
+def current_principal(request: Request, session: DbSession,
+                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if creds is None or not creds.credentials:
+        raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
+                       "(create one with `python -m server token create --role operator --name NAME`)", headers=challenge)
+    principal = auth.authenticate(session, creds.credentials)
+    session.rollback()  # end the read transaction now; the route may run long (SSE)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "token is unknown or revoked", headers=challenge)
+    request.state.principal = principal
+    return principal
+
+
+def require(role: str) -> Any:
+    def check(principal: Annotated[auth.Principal, Depends(current_principal)]) -> auth.Principal:
+        if not principal.has(role):
+            raise ApiError(403, "forbidden", f"this action needs the '{role}' role; token '{principal.name}' "
+                           f"has '{principal.role}'", {"required_role": role, "token_role": principal.role})
+        return principal
+
+    return check
+
+
+Viewer = Annotated[auth.Principal, Depends(require("viewer"))]
+Operator = Annotated[auth.Principal, Depends(require("operator"))]
+Admin = Annotated[auth.Principal, Depends(require("admin"))]
+
+
+class JobSubmitter:
+    """The one way routes start jobs: `submit("ml.train", params, kind="train")` → the stored job.
+
+    The queue comes from the task-name prefix (the same rule Celery routes by); the row is committed
+    before the message is sent; if the broker is down the job waits in the outbox instead of failing.
+    """
+
+    def __init__(self, request: Request, principal: auth.Principal) -> None:
+        self.state = request.app.state
+        self.principal = principal
+
+    def __call__(self, task_name: str, params: dict[str, Any], *, kind: str | None = None,
+                 timeout_s: int | None = None) -> Job:
+        queue = route_for(task_name)
+        if queue is None:
+            raise RuntimeError(f"task {task_name!r} has no queue route; name it '<queue>.<job>'")
+        return jobs.submit(task_name=task_name, queue=queue, kind=kind or task_name.split(".", 1)[1], params=params,
+                           submitted_by=self.principal.name, dispatcher=self.state.dispatcher,
+                           timeout_s=timeout_s, db_url=self.state.db_url)
+
+
+def job_submitter(request: Request, principal: Operator) -> JobSubmitter:
+    return JobSubmitter(request, principal)
+
+
+SubmitJob = Annotated[JobSubmitter, Depends(job_submitter)]

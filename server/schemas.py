@@ -1,0 +1,89 @@
+"""Request and response models of the HTTP API (they also drive the OpenAPI document at /docs)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+QueueName = Literal["gan", "ml", "llm"]
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Role = Literal["viewer", "operator", "admin"]
+
+
+class PingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    queue: QueueName = Field(description="Queue whose worker should run the job")
+    sleep_s: float = Field(default=0, ge=0, le=3600, description="Seconds the job runs; it checks for cancel every 0.5 s")
+
+
+class JobError(BaseModel):
+    type: str
+    message: str
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    kind: str
+    task_name: str
+    queue: str
+    status: JobStatus
+    progress: float
+    message: str | None
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    metrics: dict[str, Any] | None
+    error: JobError | None
+    attempts: int
+    cancel_requested: bool
+    timeout_s: int
+    celery_task_id: str | None
+    worker: str | None
+    submitted_by: str | None
+    dispatched: bool = Field(description="False while the broker was unreachable and the job waits in the outbox")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, job: Any) -> JobOut:
+        data = {k: getattr(job, k) for k in cls.model_fields if k != "dispatched"}
+        return cls(**data, dispatched=job.dispatched_at is not None or job.status != "queued")
+
+
+class JobPage(BaseModel):
+    items: list[JobOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class TokenCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=128)
+    role: Role
+
+
+class TokenOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    role: Role
+    prefix: str
+    created_at: datetime
+    created_by: str | None
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The secret; shown only in this response")
+
+
+class Me(BaseModel):
+    name: str
+    role: Role
+    token_id: str

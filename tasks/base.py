@@ -1,0 +1,216 @@
+"""`LoggingTask`: the base of every job task, and the `JobContext` it hands to job code.
+
+It owns the bookkeeping so task modules stay thin:
+- claims the job (a redelivered or duplicated message for a finished or superseded job is a no-op);
+- logs start / success / failure / retry / skip as structured lines (job id, task, queue, attempt,
+  duration, error);
+- runs a watchdog thread that heartbeats the job row and polls for cancellation every 0.5 s;
+- gives job code `progress()`, `check()`/`should_stop()`, a cancellable `sleep()` and an in-task
+  deadline. The solo pool (Windows) has no time limits and can't kill a running task, so both
+  cancellation and deadlines work through these checks;
+- writes the terminal state (succeeded / failed / cancelled) with the result or error.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from celery import Task
+
+from core import jobs
+from core.models import utcnow
+from core.settings import get_settings
+
+log = logging.getLogger("pm.tasks")
+
+CHECK_INTERVAL_S = 0.5
+
+
+class JobStopped(Exception):
+    """Base for the ways a job is stopped from outside its own code."""
+
+
+class JobCancelled(JobStopped):
+    pass
+
+
+class JobTimedOut(JobStopped):
+    pass
+
+
+class JobLeaseLost(JobStopped):
+    """Another dispatch of this job took over (this worker was presumed dead); stop without writing."""
+
+
+class RetryableJobError(Exception):
+    """Raise from job code for a transient failure; the job is retried with backoff."""
+
+
+class JobContext:
+    """What a running job can do: report progress, check for stop requests, sleep cancellably."""
+
+    def __init__(self, job_id: str, seq: int, params: dict[str, Any], attempt: int, deadline: datetime,
+                 timeout_s: int) -> None:
+        self.job_id = job_id
+        self.timeout_s = timeout_s
+        self.seq = seq
+        self.params = params
+        self.attempt = attempt
+        self.deadline = deadline
+        self._cancel = threading.Event()
+        self._lost = threading.Event()
+        self._last_progress_write = 0.0
+        self._pending: tuple[float, str | None, dict[str, Any] | None] | None = None
+        self.settings = get_settings()
+
+    # -- stop checks ------------------------------------------------------------------------
+    def check(self) -> None:
+        """Raise if the job must stop: cancelled, past its deadline, or taken over elsewhere."""
+        if self._lost.is_set():
+            raise JobLeaseLost("job was requeued elsewhere; this run stops")
+        if self._cancel.is_set():
+            raise JobCancelled("cancelled on request")
+        if utcnow() >= self.deadline:
+            raise JobTimedOut(f"job exceeded its time limit of {self.timeout_s} s")
+
+    def should_stop(self) -> bool:
+        try:
+            self.check()
+        except JobStopped:
+            return True
+        return False
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, but wake to check for stop requests at least every 0.5 s."""
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._cancel.wait(min(CHECK_INTERVAL_S, left))
+
+    # -- progress -----------------------------------------------------------------------------
+    def progress(self, fraction: float, message: str | None = None, metrics: dict[str, Any] | None = None) -> None:
+        """Record progress (0..1). Writes are throttled to ~4/s; the newest value always lands."""
+        self.check()
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        now = time.monotonic()
+        self._pending = (fraction, message, metrics)
+        if now - self._last_progress_write >= 0.25 or fraction >= 1.0:
+            self.flush_progress()
+
+    def flush_progress(self) -> None:
+        if self._pending is None:
+            return
+        fraction, message, metrics = self._pending
+        self._pending = None
+        self._last_progress_write = time.monotonic()
+        if not jobs.report_progress(self.job_id, self.seq, fraction, message, metrics):
+            self._lost.set()
+
+    def log(self, message: str, level: str = "info") -> None:
+        jobs.log_event(self.job_id, level, message)
+
+
+class _Watchdog(threading.Thread):
+    """Heartbeats the job row every HEARTBEAT_SECONDS and polls for cancel every 0.5 s."""
+
+    def __init__(self, ctx: JobContext) -> None:
+        super().__init__(name=f"pm-watchdog-{ctx.job_id[:8]}", daemon=True)
+        self.ctx = ctx
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        interval = self.ctx.settings.heartbeat_seconds
+        last_beat = time.monotonic()
+        while not self.stop_event.wait(CHECK_INTERVAL_S):
+            # Reads are cheap and frequent (cancel latency); writes only every HEARTBEAT_SECONDS.
+            write = time.monotonic() - last_beat >= interval
+            try:
+                beat = jobs.heartbeat(self.ctx.job_id, self.ctx.seq, write=write)
+            except Exception:  # noqa: BLE001 - a database blip must not kill the job; retry next tick
+                log.warning("heartbeat failed", exc_info=True, extra={"job_id": self.ctx.job_id})
+                continue
+            if write:
+                last_beat = time.monotonic()
+            if not beat.owned:
+                self.ctx._lost.set()
+            elif beat.cancel_requested:
+                self.ctx._cancel.set()
+
+
+JobFunction = Callable[[JobContext], dict[str, Any]]
+
+
+class LoggingTask(Task):
+    """Base class for every job task. Subclasses (via `@app.task(base=LoggingTask)`) call `run_job`."""
+
+    abstract = True
+    max_retries = 3
+    retry_backoff_s = 5.0
+
+    def run_job(self, job_id: str, seq: int, fn: JobFunction) -> dict[str, Any]:
+        queue = (self.request.delivery_info or {}).get("routing_key") or self.name.split(".", 1)[0]
+        fields = {"job_id": job_id, "task": self.name, "queue": queue, "celery_task_id": self.request.id}
+        worker = f"{self.request.hostname or socket.gethostname()}"
+        claim = jobs.claim(job_id, seq, worker=worker, celery_task_id=self.request.id)
+        if claim is None:
+            log.info("job skipped: already finished, running elsewhere or superseded", extra={**fields, "dispatch_seq": seq})
+            return {"skipped": True}
+        job = claim.job
+        fields["attempt"] = job.attempts
+        ctx = JobContext(job_id, seq, dict(job.params or {}), job.attempts, claim.deadline, job.timeout_s)
+        watchdog = _Watchdog(ctx)
+        watchdog.start()
+        started = time.monotonic()
+        log.info("job started", extra=fields)
+        try:
+            result = fn(ctx)
+            ctx.flush_progress()
+            ctx.check()  # a cancel that arrived during the last step still wins
+        except JobLeaseLost:
+            log.warning("job abandoned: requeued elsewhere", extra={**fields, "duration_s": _dur(started)})
+            return {"abandoned": True}
+        except JobCancelled:
+            jobs.finish(job_id, seq, "cancelled", message="cancelled")
+            log.info("job cancelled", extra={**fields, "duration_s": _dur(started)})
+            return {"cancelled": True}
+        except JobTimedOut as exc:
+            err = {"type": "JobTimedOut", "message": str(exc)}
+            jobs.finish(job_id, seq, "failed", error=err, message=str(exc))
+            log.error("job timed out", extra={**fields, "duration_s": _dur(started), "error": err})
+            return {"failed": True}
+        except RetryableJobError as exc:
+            if self.request.retries < self.max_retries:
+                countdown = self.retry_backoff_s * (2 ** self.request.retries)
+                jobs.release_for_retry(job_id, seq, reason=str(exc)[:500])
+                log.warning("job will retry", extra={**fields, "duration_s": _dur(started), "error": str(exc),
+                                                     "retry_in_s": countdown})
+                raise self.retry(exc=exc, countdown=countdown) from exc
+            err = {"type": type(exc).__name__, "message": f"{exc} (gave up after {self.max_retries} retries)"}
+            jobs.finish(job_id, seq, "failed", error=err, message=err["message"])
+            log.error("job failed after retries", extra={**fields, "duration_s": _dur(started), "error": err})
+            return {"failed": True}
+        except Exception as exc:  # noqa: BLE001 - any job error becomes a failed job with a readable error
+            err = {"type": type(exc).__name__, "message": str(exc)[:2000] or type(exc).__name__}
+            jobs.finish(job_id, seq, "failed", error=err, message=err["message"])
+            log.exception("job failed", extra={**fields, "duration_s": _dur(started), "error": err})
+            return {"failed": True}
+        finally:
+            watchdog.stop_event.set()
+        if jobs.finish(job_id, seq, "succeeded", result=result, message="succeeded"):
+            log.info("job succeeded", extra={**fields, "duration_s": _dur(started)})
+        else:
+            log.warning("job result discarded: job no longer owned", extra={**fields, "duration_s": _dur(started)})
+        return {"succeeded": True}
+
+
+def _dur(started: float) -> float:
+    return round(time.monotonic() - started, 4)
