@@ -12,18 +12,11 @@ from typing import Any
 from celery import Celery
 from kombu import Exchange, Queue
 
+from core.routing import route_for
 from core.settings import ALL_QUEUES, Settings, get_settings
 
 UNROUTED_QUEUE = "unrouted"
 """Default queue name that is deliberately *not* declared: sending an unrouted task raises."""
-
-
-def route_for(task_name: str) -> str | None:
-    """The queue a task name routes to, or None when its prefix is not one of ours."""
-    prefix, dot, rest = task_name.partition(".")
-    if dot and rest and prefix in ALL_QUEUES:
-        return prefix
-    return None
 
 
 def _route(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any) -> dict[str, str] | None:

@@ -3,7 +3,8 @@
 
     python3 run.py up      # the whole platform on the embedded broker (no services to install)
     python3 run.py test    # the test suite (extra arguments go to pytest)
-    python3 run.py <cmd>   # any `python -m server` command: api, worker, flower, db, token
+    python3 run.py setup   # only create/refresh .venv
+    python3 run.py <cmd>   # any `python -m server` command: api, worker, flower, db, token, stop
 
 Works the same on Windows (`py run.py up`). Only the standard library is used here.
 """
@@ -50,6 +51,9 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     py = ensure_venv()
+    if argv[0] == "setup":
+        print(f"[run] {py} is ready")
+        return 0
     if argv[0] == "test":
         cmd = [str(py), "-m", "pytest", *argv[1:]]
     else:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from core.settings import ALL_QUEUES, ConfigError, get_settings
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     api = sub.add_parser("api", help="run the HTTP API only")
     api.add_argument("--host", default=s.api_host)
     api.add_argument("--port", type=int, default=s.api_port)
+    api.add_argument("--pidfile", type=Path, help="write this process's identity here (for `stop`)")
 
     w = sub.add_parser("worker", help="run a Celery worker for one queue (or a comma list)")
     w.add_argument("--queue", "-Q", required=True, type=_queues, help="gan | ml | llm (| system), comma-separated")
@@ -41,10 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--concurrency", "-c", type=int, default=1)
     w.add_argument("--name", "-n", help="node name (default <queue>@<host>)")
     w.add_argument("--loglevel", default=s.log_level)
+    w.add_argument("--pidfile", type=Path, help="write this process's identity here (for `stop`)")
 
     fl = sub.add_parser("flower", help="run Flower (basic auth from FLOWER_USER / FLOWER_PASSWORD)")
     fl.add_argument("--host", default=s.flower_host)
     fl.add_argument("--port", type=int, default=s.flower_port)
+    fl.add_argument("--pidfile", type=Path, help="write this process's identity here (for `stop`)")
+
+    st = sub.add_parser("stop", help="stop processes started with --pidfile (only those, never other processes)")
+    st.add_argument("pidfiles", nargs="*", type=Path, help="PID files (default: every *.pid in --pid-dir)")
+    st.add_argument("--pid-dir", type=Path, default=s.run_dir / "pids")
 
     db = sub.add_parser("db", help="database migrations")
     dbs = db.add_subparsers(dest="db_command", required=True)
@@ -97,6 +105,10 @@ def cmd_flower(host: str, port: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    if getattr(args, "pidfile", None):
+        from core.pidfiles import write_pidfile
+
+        write_pidfile(args.pidfile)
     try:
         if args.command == "up":
             from server.supervisor import up
@@ -117,10 +129,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "token":
             return cmd_token(args)
+        if args.command == "stop":
+            return cmd_stop(args.pidfiles or sorted(args.pid_dir.glob("*.pid")))
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 1
+
+
+def cmd_stop(pidfiles: list[Path]) -> int:
+    from core.pidfiles import stop_pidfiles
+
+    if not pidfiles:
+        print("nothing to stop: no PID files")
+        return 0
+    for r in stop_pidfiles(pidfiles):
+        print(f"{r.pidfile.name}: pid {r.pid if r.pid is not None else '?'} {r.outcome}")
+    return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:

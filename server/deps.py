@@ -13,10 +13,10 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from celery_app import route_for
 from core import auth, jobs
 from core.db import new_session
 from core.models import Job
+from core.routing import route_for
 from server.errors import ApiError
 
 bearer = HTTPBearer(auto_error=False, description="API token from `python -m server token create`")

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -68,32 +69,57 @@ def _pg_available() -> str | None:
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest) -> Iterator[str]:
+def backend(request: pytest.FixtureRequest) -> str:
+    if request.param == "postgresql":
+        problem = _pg_available()
+        if problem:
+            if REQUIRE_PG:
+                pytest.fail(f"REQUIRE_POSTGRES=1 but PostgreSQL at {PG_ADMIN_URL} is unreachable: {problem}")
+            pytest.skip(f"PostgreSQL unreachable ({problem}); set TEST_POSTGRES_URL")
+    return str(request.param)
+
+
+@contextmanager
+def new_database(backend: str, *, migrate: bool = True) -> Iterator[str]:
+    """A brand-new empty database of that backend; PostgreSQL ones are dropped afterwards."""
     from core.migrate import upgrade
 
-    if request.param == "sqlite":
+    if backend == "sqlite":
         url = f"sqlite:///{_TMP / f'db-{uuid.uuid4().hex[:8]}' / 'platform.db'}"
-        upgrade(url)
+        if migrate:
+            upgrade(url)
         yield url
         return
-    problem = _pg_available()
-    if problem:
-        if REQUIRE_PG:
-            pytest.fail(f"REQUIRE_POSTGRES=1 but PostgreSQL at {PG_ADMIN_URL} is unreachable: {problem}")
-        pytest.skip(f"PostgreSQL unreachable ({problem}); set TEST_POSTGRES_URL")
     import psycopg
 
     name = f"pm_test_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    upgrade(url)
-    yield url
-    from core.db import get_engine
+    try:
+        if migrate:
+            upgrade(url)
+        yield url
+    finally:
+        from core.db import get_engine
 
-    get_engine(url).dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        get_engine(url).dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def db_url(backend: str) -> Iterator[str]:
+    """The session's shared database for this backend (the platform fixture runs on it)."""
+    with new_database(backend) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_db_url(backend: str) -> Iterator[str]:
+    """An empty, unmigrated database of the current backend, for tests of first-run behaviour."""
+    with new_database(backend, migrate=False) as url:
+        yield url
 
 
 def backend_of(url: str) -> str:
@@ -148,7 +174,8 @@ class Platform:
         self.port = free_port()
         self.env = {**os.environ, "DATA_DIR": str(self.dir), "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                     "HEARTBEAT_SECONDS": "1", "STALE_JOB_SECONDS": "5", "MAINTENANCE_SECONDS": "0.5",
-                    "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
+                    "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
+                    "MAX_REQUEST_BYTES": str(8 * 1024 * 1024)}
         self.api_proc = Proc(f"api-{tag}", ["api", "--port", str(self.port)], self.env, self.dir)
         self.workers: dict[str, Proc] = {}
         self.queues = queues
