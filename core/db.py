@@ -21,9 +21,13 @@ def normalise_url(url: str) -> str:
     return url
 
 
-@lru_cache(maxsize=8)
 def get_engine(url: str | None = None) -> Engine:
-    url = normalise_url(url or get_settings().db_url)
+    # Resolve before caching, so a change of settings (tests, reconfiguration) is never masked.
+    return _engine(normalise_url(url or get_settings().db_url))
+
+
+@lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -56,9 +60,13 @@ def get_engine(url: str | None = None) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-@lru_cache(maxsize=8)
 def _sessionmaker(url: str | None) -> sessionmaker[Session]:
-    return sessionmaker(bind=get_engine(url), expire_on_commit=False)
+    return _sessionmaker_for(normalise_url(url or get_settings().db_url))
+
+
+@lru_cache(maxsize=8)
+def _sessionmaker_for(url: str) -> sessionmaker[Session]:
+    return sessionmaker(bind=_engine(url), expire_on_commit=False)
 
 
 @contextmanager
@@ -82,6 +90,12 @@ def session_scope(url: str | None = None, *, write: bool = True) -> Iterator[Ses
 
 def new_session(url: str | None = None) -> Session:
     return _sessionmaker(url)()
+
+
+def dispose_all() -> None:
+    """Forget every engine and pool (after a fork: the child must open its own connections)."""
+    _sessionmaker_for.cache_clear()
+    _engine.cache_clear()
 
 
 def ping_database(url: str | None = None) -> tuple[bool, str | None]:

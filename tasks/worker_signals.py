@@ -24,8 +24,7 @@ def _fresh_db_pools(**_: Any) -> None:
     # A forked pool child must not share the parent's database connections.
     from core import db
 
-    db.get_engine.cache_clear()
-    db._sessionmaker.cache_clear()
+    db.dispose_all()
 
 
 @worker_ready.connect

@@ -103,7 +103,7 @@ def new_database(backend: str, *, migrate: bool = True) -> Iterator[str]:
     finally:
         from core.db import get_engine
 
-        get_engine(url).dispose()
+        get_engine(url).dispose()  # close our pooled connections so the database can be dropped
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
