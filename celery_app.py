@@ -50,7 +50,6 @@ def build_config(settings: Settings) -> dict[str, Any]:
         # Flower sees every task, including ones sent while it was not looking at the worker.
         "worker_send_task_events": True,
         "task_send_sent_event": True,
-        "task_track_started": True,
         "worker_hijack_root_logger": False,
         "worker_redirect_stdouts": False,
         "enable_utc": True,

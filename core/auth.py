@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -54,6 +56,39 @@ def authenticate(session: Session, token: str) -> Principal | None:
     if row is None or row.revoked_at is not None:
         return None
     return Principal(token_id=row.id, name=row.name, role=row.role)
+
+
+class PrincipalCache:
+    """Recently verified tokens, so a busy poller doesn't cost a database read per request.
+
+    Entries live `ttl_s` seconds: a token revoked elsewhere stops working within that time; one
+    revoked through this process's API stops at once (`forget`). Only hashes are kept.
+    """
+
+    def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
+        self.ttl_s, self.max_entries = ttl_s, max_entries
+        self._items: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, token: str) -> Principal | None:
+        key = hash_token(token)
+        with self._lock:
+            hit = self._items.get(key)
+            if hit and hit[1] > time.monotonic():
+                return hit[0]
+            self._items.pop(key, None)
+        return None
+
+    def put(self, token: str, principal: Principal) -> None:
+        with self._lock:
+            if len(self._items) >= self.max_entries:
+                self._items.clear()
+            self._items[hash_token(token)] = (principal, time.monotonic() + self.ttl_s)
+
+    def forget(self, token_id: str) -> None:
+        with self._lock:
+            for key in [k for k, (p, _) in self._items.items() if p.token_id == token_id]:
+                del self._items[key]
 
 
 def touch(session: Session, token_id: str) -> None:

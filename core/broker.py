@@ -45,7 +45,9 @@ class CeleryDispatcher:
 
     def send(self, job: Job) -> str:
         task_id = f"{job.id}-{job.dispatch_seq}"
-        self.app.send_task(job.task_name, args=[job.id, job.dispatch_seq], task_id=task_id, retry=False)
+        # ignore_result: job results live in the job store; skips a result-channel subscription per send.
+        self.app.send_task(job.task_name, args=[job.id, job.dispatch_seq], task_id=task_id, retry=False,
+                           ignore_result=True)
         return task_id
 
     def run_id(self) -> str | None:

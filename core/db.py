@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -48,8 +51,10 @@ def _engine(url: str) -> Engine:
         def _sqlite_begin(conn):  # noqa: ANN001
             # Writers take the lock up front (no SQLITE_BUSY on a read-to-write upgrade between
             # processes); readers use a deferred snapshot so pollers never queue behind writers.
-            immediate = conn.get_execution_options().get("sqlite_immediate", False)
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if conn.get_execution_options().get("sqlite_immediate", False):
+                _begin_immediate(conn.connection.dbapi_connection)
+            else:
+                conn.exec_driver_sql("BEGIN")
 
         # pysqlite's own transaction handling must be off for the BEGIN above to take effect.
         @event.listens_for(engine, "connect", insert=True)
@@ -58,6 +63,28 @@ def _engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _begin_immediate(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:
+    """BEGIN IMMEDIATE, retrying every few milliseconds while another process holds the write lock.
+
+    SQLite's own busy handler sleeps in steps of up to 100 ms, so under contention a waiter slept
+    long after the lock was free; write transactions here last about a millisecond.
+    """
+    raw.execute("PRAGMA busy_timeout=0")
+    try:
+        delay, deadline = 0.0005, time.monotonic() + timeout_s
+        while True:
+            try:
+                raw.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 1.5, 0.005)
+    finally:
+        raw.execute("PRAGMA busy_timeout=30000")
 
 
 def _sessionmaker(url: str | None) -> sessionmaker[Session]:

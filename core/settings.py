@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_job_attempts: int = Field(default=3, ge=1, description="Worker losses tolerated before a job fails")
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Period of the reaper/outbox loop in the API")
     result_expires_seconds: int = Field(default=24 * 3600, ge=60)
+    token_cache_seconds: float = Field(default=5.0, ge=0, description="How long the API trusts a verified token before re-reading it")
+    worker_max_memory_mb: int = Field(default=4096, ge=64, description="Prefork: replace a pool child above this resident size")
     max_request_bytes: int = Field(default=1 * 1024**3, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 

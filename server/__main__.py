@@ -84,7 +84,9 @@ def cmd_worker(queues: list[str], pool: str, concurrency: int, name: str | None,
     argv = ["worker", "-Q", ",".join(queues), "-P", pool, "-c", str(concurrency), "-n", name or f"{queues[0]}@%h",
             "--loglevel", loglevel, "-E", "--without-mingle", "--without-gossip"]
     if pool == "prefork":
-        argv += ["--max-tasks-per-child", "50"]  # training jobs free their memory regularly
+        # Replace a pool child only once a job left it big: recycling by task count stalls the queue
+        # for seconds per replacement (measured with bench/queue_throughput.py).
+        argv += ["--max-memory-per-child", str(get_settings().worker_max_memory_mb * 1024)]
     app.worker_main(argv)
     return 0
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from core import jobs
+from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
@@ -26,16 +28,33 @@ class MaintenanceLoop(threading.Thread):
     Safe with several API processes: every change is a conditional UPDATE that only one can win.
     """
 
-    def __init__(self, dispatcher: CeleryDispatcher, db_url: str, period_s: float) -> None:
+    FLUSH_S = 0.25
+
+    def __init__(self, dispatcher: CeleryDispatcher, dispatch_log: jobs.DispatchLog, db_url: str,
+                 period_s: float) -> None:
         super().__init__(name="pm-maintenance", daemon=True)
-        self.dispatcher, self.db_url, self.period_s = dispatcher, db_url, period_s
+        self.dispatcher, self.dispatch_log, self.db_url, self.period_s = dispatcher, dispatch_log, db_url, period_s
         self.stop_event = threading.Event()
 
+    def flush(self) -> None:
+        try:
+            self.dispatch_log.flush(self.db_url)
+        except Exception:  # noqa: BLE001 - kept for the next flush
+            log.warning("could not record dispatched jobs yet", exc_info=True)
+
     def run(self) -> None:
-        while not self.stop_event.wait(self.period_s):
-            out = jobs.maintenance_tick(self.dispatcher, db_url=self.db_url)
+        next_tick = time.monotonic() + self.period_s
+        while not self.stop_event.wait(self.FLUSH_S):
+            self.flush()
+            if time.monotonic() < next_tick:
+                continue
+            next_tick = time.monotonic() + self.period_s
+            # Other API processes flush their dispatch logs within FLUSH_S; wait well past that
+            # (and past one maintenance period) before treating a job as never sent.
+            out = jobs.maintenance_tick(self.dispatcher, db_url=self.db_url, outbox_delay_s=self.period_s + 3.0)
             if out["requeued"] or out["dispatched"]:
                 log.info("maintenance", extra=out)
+        self.flush()
 
 
 def create_app(settings: Settings | None = None, *, maintenance: bool = True) -> FastAPI:
@@ -44,10 +63,11 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     from celery_app import app as celery
 
     dispatcher = CeleryDispatcher(celery, settings.broker_url())
+    dispatch_log = jobs.DispatchLog()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loop = MaintenanceLoop(dispatcher, settings.db_url, settings.maintenance_seconds) if maintenance else None
+        loop = MaintenanceLoop(dispatcher, dispatch_log, settings.db_url, settings.maintenance_seconds) if maintenance else None
         if loop:
             loop.start()
         yield
@@ -65,6 +85,9 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.state.db_url = settings.db_url
     app.state.broker_url = settings.broker_url()
     app.state.dispatcher = dispatcher
+    app.state.principals = PrincipalCache(ttl_s=settings.token_cache_seconds)
+    app.state.dispatch_log = dispatch_log if maintenance else None
+    app.state.committer = jobs.GroupCommitter(settings.db_url)
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs_routes.router)

@@ -39,8 +39,13 @@ def current_principal(request: Request, session: DbSession,
     if creds is None or not creds.credentials:
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
                        "(create one with `python -m server token create --role operator --name NAME`)", headers=challenge)
-    principal = auth.authenticate(session, creds.credentials)
-    session.rollback()  # end the read transaction now; the route may run long (SSE)
+    cache: auth.PrincipalCache = request.app.state.principals
+    principal = cache.get(creds.credentials)
+    if principal is None:
+        principal = auth.authenticate(session, creds.credentials)
+        session.rollback()  # end the read transaction now; the route may run long (SSE)
+        if principal is not None:
+            cache.put(creds.credentials, principal)
     if principal is None:
         raise ApiError(401, "unauthorized", "token is unknown or revoked", headers=challenge)
     request.state.principal = principal
@@ -80,7 +85,8 @@ class JobSubmitter:
             raise RuntimeError(f"task {task_name!r} has no queue route; name it '<queue>.<job>'")
         return jobs.submit(task_name=task_name, queue=queue, kind=kind or task_name.split(".", 1)[1], params=params,
                            submitted_by=self.principal.name, dispatcher=self.state.dispatcher,
-                           timeout_s=timeout_s, db_url=self.state.db_url)
+                           timeout_s=timeout_s, db_url=self.state.db_url, dispatch_log=self.state.dispatch_log,
+                           committer=self.state.committer)
 
 
 def job_submitter(request: Request, principal: Operator) -> JobSubmitter:

@@ -4,7 +4,7 @@ It owns the bookkeeping so task modules stay thin:
 - claims the job (a redelivered or duplicated message for a finished or superseded job is a no-op);
 - logs start / success / failure / retry / skip as structured lines (job id, task, queue, attempt,
   duration, error);
-- runs a watchdog thread that heartbeats the job row and polls for cancellation every 0.5 s;
+- has a watchdog heartbeat the job row and poll for cancellation every 0.5 s;
 - gives job code `progress()`, `check()`/`should_stop()`, a cancellable `sleep()` and an in-task
   deadline. The solo pool (Windows) has no time limits and can't kill a running task, so both
   cancellation and deadlines work through these checks;
@@ -14,6 +14,7 @@ It owns the bookkeeping so task modules stay thin:
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -119,31 +120,52 @@ class JobContext:
         jobs.log_event(self.job_id, level, message)
 
 
-class _Watchdog(threading.Thread):
-    """Heartbeats the job row every HEARTBEAT_SECONDS and polls for cancel every 0.5 s."""
+class _Watchdog:
+    """One thread per process that heartbeats every running job's row every HEARTBEAT_SECONDS and
+    polls for cancellation every 0.5 s (a thread per job cost a measurable share of short jobs)."""
 
-    def __init__(self, ctx: JobContext) -> None:
-        super().__init__(name=f"pm-watchdog-{ctx.job_id[:8]}", daemon=True)
-        self.ctx = ctx
-        self.stop_event = threading.Event()
+    def __init__(self) -> None:
+        self._jobs: dict[str, tuple[JobContext, float]] = {}
+        self._lock = threading.Lock()
+        self._pid: int | None = None
 
-    def run(self) -> None:
-        interval = self.ctx.settings.heartbeat_seconds
-        last_beat = time.monotonic()
-        while not self.stop_event.wait(CHECK_INTERVAL_S):
-            # Reads are cheap and frequent (cancel latency); writes only every HEARTBEAT_SECONDS.
-            write = time.monotonic() - last_beat >= interval
-            try:
-                beat = jobs.heartbeat(self.ctx.job_id, self.ctx.seq, write=write)
-            except Exception:  # noqa: BLE001 - a database blip must not kill the job; retry next tick
-                log.warning("heartbeat failed", exc_info=True, extra={"job_id": self.ctx.job_id})
-                continue
-            if write:
-                last_beat = time.monotonic()
-            if not beat.owned:
-                self.ctx._lost.set()
-            elif beat.cancel_requested:
-                self.ctx._cancel.set()
+    def watch(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._jobs[ctx.job_id] = (ctx, time.monotonic())
+            if self._pid != os.getpid():  # first job in this (possibly forked) process
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="pm-watchdog", daemon=True).start()
+
+    def unwatch(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._jobs.pop(ctx.job_id, None)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(CHECK_INTERVAL_S)
+            with self._lock:
+                watched = list(self._jobs.values())
+            for ctx, last_beat in watched:
+                self._check(ctx, last_beat)
+
+    def _check(self, ctx: JobContext, last_beat: float) -> None:
+        # Reads are cheap and frequent (cancel latency); writes only every HEARTBEAT_SECONDS.
+        write = time.monotonic() - last_beat >= ctx.settings.heartbeat_seconds
+        try:
+            beat = jobs.heartbeat(ctx.job_id, ctx.seq, write=write)
+        except Exception:  # noqa: BLE001 - a database blip must not kill the job; retry next tick
+            log.warning("heartbeat failed", exc_info=True, extra={"job_id": ctx.job_id})
+            return
+        with self._lock:
+            if write and ctx.job_id in self._jobs:
+                self._jobs[ctx.job_id] = (ctx, time.monotonic())
+        if not beat.owned:
+            ctx._lost.set()
+        elif beat.cancel_requested:
+            ctx._cancel.set()
+
+
+_watchdog = _Watchdog()
 
 
 JobFunction = Callable[[JobContext], dict[str, Any]]
@@ -153,6 +175,8 @@ class LoggingTask(Task):
     """Base class for every job task. Subclasses (via `@app.task(base=LoggingTask)`) call `run_job`."""
 
     abstract = True
+    # The job store holds results, progress and errors; the result backend would only duplicate them.
+    ignore_result = True
     max_retries = 3
     retry_backoff_s = 5.0
 
@@ -164,11 +188,9 @@ class LoggingTask(Task):
         if claim is None:
             log.info("job skipped: already finished, running elsewhere or superseded", extra={**fields, "dispatch_seq": seq})
             return {"skipped": True}
-        job = claim.job
-        fields["attempt"] = job.attempts
-        ctx = JobContext(job_id, seq, dict(job.params or {}), job.attempts, claim.deadline, job.timeout_s)
-        watchdog = _Watchdog(ctx)
-        watchdog.start()
+        fields["attempt"] = claim.attempts
+        ctx = JobContext(job_id, seq, claim.params, claim.attempts, claim.deadline, claim.timeout_s)
+        _watchdog.watch(ctx)
         started = time.monotonic()
         log.info("job started", extra=fields)
         try:
@@ -204,7 +226,7 @@ class LoggingTask(Task):
             log.exception("job failed", extra={**fields, "duration_s": _dur(started), "error": err})
             return {"failed": True}
         finally:
-            watchdog.stop_event.set()
+            _watchdog.unwatch(ctx)
         if jobs.finish(job_id, seq, "succeeded", result=result, message="succeeded"):
             log.info("job succeeded", extra={**fields, "duration_s": _dur(started)})
         else:

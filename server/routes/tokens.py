@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from core import auth
@@ -33,10 +33,11 @@ def create_token(body: TokenCreate, session: DbSession, who: Admin) -> TokenCrea
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
-def revoke_token(token_id: str, session: DbSession, who: Admin) -> None:
+def revoke_token(token_id: str, request: Request, session: DbSession, who: Admin) -> None:
     if session.get(ApiToken, token_id) is None:
         raise ApiError(404, "not_found", f"no token with id {token_id!r}", {"token_id": token_id})
     if token_id == who.token_id:
         raise ApiError(409, "conflict", "refusing to revoke the token making this request; use another admin token")
     auth.revoke(session, token_id)
     session.commit()
+    request.app.state.principals.forget(token_id)
