@@ -62,7 +62,7 @@ def _engine(url: str) -> Engine:
             dbapi_conn.isolation_level = None
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=False, pool_recycle=300, pool_size=10, max_overflow=20)
 
 
 def _begin_immediate(raw: sqlite3.Connection, timeout_s: float = 30.0) -> None:

@@ -26,7 +26,8 @@ from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -288,6 +289,36 @@ _CLAIM = (
             message="running")
     .returning(Job.attempts, Job.progress, Job.params, Job.timeout_s)
 )
+# PostgreSQL: data-modifying CTE, so the claim and its "running" event are one statement.
+_PG_CLAIM = text("""
+WITH claimed AS (
+    UPDATE jobs SET status = 'running', worker = :worker, celery_task_id = :ctid, attempts = attempts + 1,
+                    started_at = :now, heartbeat_at = :now, updated_at = :now, message = 'running'
+    WHERE id = :jid AND dispatch_seq = :seq
+      AND (status = 'queued' OR (status = 'running' AND heartbeat_at < :stale))
+    RETURNING id, attempts, progress, params, timeout_s
+), event AS (
+    INSERT INTO job_events (job_id, ts, type, data)
+    SELECT id, :now, 'status', jsonb_build_object('status', 'running', 'message', 'running', 'worker',
+                                                  CAST(:worker AS text), 'attempt', attempts, 'progress', progress)
+    FROM claimed
+)
+SELECT attempts, progress, params, timeout_s FROM claimed
+""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("stale", type_=UTCDateTime()))
+_PG_FINISH_SQL = """
+WITH finished AS (
+    UPDATE jobs SET status = :status, finished_at = :now, updated_at = :now, result = :result, error = :error,
+                    message = :message{progress}
+    WHERE id = :jid AND dispatch_seq = :seq AND status = 'running'
+    RETURNING id
+)
+INSERT INTO job_events (job_id, ts, type, data) SELECT id, :now, 'status', :data FROM finished
+"""
+_PG_JSON = {n: bindparam(n, type_=JSONB()) for n in ("result", "error", "data")}
+_PG_FINISH, _PG_FINISH_SUCCEEDED = (
+    text(_PG_FINISH_SQL.format(progress=p)).bindparams(bindparam("now", type_=UTCDateTime()), *_PG_JSON.values())
+    for p in ("", ", progress = 1.0")
+)
 _FINISH_VALUES = {c: bindparam(c, type_=Job.__table__.c[c].type)
                   for c in ("status", "finished_at", "updated_at", "result", "error", "message")}
 _FINISH_WHERE = (Job.id == bindparam("jid"), Job.dispatch_seq == bindparam("seq"), Job.status == "running")
@@ -309,14 +340,22 @@ def claim(job_id: str, seq: int, *, worker: str, celery_task_id: str | None, db_
     settings = get_settings()
     now = utcnow()
     stale = now - timedelta(seconds=settings.stale_job_seconds)
+    args = {"jid": job_id, "seq": seq, "stale": stale, "worker": worker, "ctid": celery_task_id, "now": now}
     with session_scope(db_url) as session:
-        row = session.connection().execute(_CLAIM, {"jid": job_id, "seq": seq, "stale": stale, "worker": worker,
-                                                    "ctid": celery_task_id, "now": now}).first()
-        if row is None:
-            return None
-        attempts, progress, params, timeout_s = row
-        add_event(session, job_id, "status", {"status": "running", "message": "running", "worker": worker,
-                                               "attempt": attempts, "progress": progress})
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            # One round trip: the claim and its event in a single statement.
+            row = conn.execute(_PG_CLAIM, args).first()
+            if row is None:
+                return None
+            attempts, progress, params, timeout_s = row
+        else:
+            row = conn.execute(_CLAIM, args).first()
+            if row is None:
+                return None
+            attempts, progress, params, timeout_s = row
+            add_event(session, job_id, "status", {"status": "running", "message": "running", "worker": worker,
+                                                   "attempt": attempts, "progress": progress})
         return Claim(job_id=job_id, attempts=attempts, params=dict(params or {}), timeout_s=timeout_s,
                      deadline=now + timedelta(seconds=timeout_s))
 
@@ -371,16 +410,20 @@ def finish(job_id: str, seq: int, status: str, *, result: dict[str, Any] | None 
     now = utcnow()
     values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now, "result": result,
                               "error": error, "message": message or status}
+    data: dict[str, Any] = {"status": status, "message": values["message"]}
+    if error:
+        data["error"] = error
+    if status == "succeeded":
+        data["progress"] = 1.0
     with session_scope(db_url) as session:
+        conn = session.connection()
+        if conn.dialect.name == "postgresql":
+            # One round trip: the terminal state and its event in a single statement.
+            stmt = _PG_FINISH_SUCCEEDED if status == "succeeded" else _PG_FINISH
+            return conn.execute(stmt, {"jid": job_id, "seq": seq, "now": now, "data": data, **values}).rowcount == 1
         stmt = _FINISH_SUCCEEDED if status == "succeeded" else _FINISH
-        res = session.connection().execute(stmt, {"jid": job_id, "seq": seq, **values})
-        if res.rowcount != 1:
+        if conn.execute(stmt, {"jid": job_id, "seq": seq, **values}).rowcount != 1:
             return False
-        data: dict[str, Any] = {"status": status, "message": values["message"]}
-        if error:
-            data["error"] = error
-        if status == "succeeded":
-            data["progress"] = 1.0
         add_event(session, job_id, "status", data)
     return True
 

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Task
+from sqlalchemy.exc import DBAPIError
 
 from core import jobs
 from core.models import utcnow
@@ -184,7 +185,15 @@ class LoggingTask(Task):
         queue = (self.request.delivery_info or {}).get("routing_key") or self.name.split(".", 1)[0]
         fields = {"job_id": job_id, "task": self.name, "queue": queue, "celery_task_id": self.request.id}
         worker = f"{self.request.hostname or socket.gethostname()}"
-        claim = jobs.claim(job_id, seq, worker=worker, celery_task_id=self.request.id)
+        try:
+            claim = jobs.claim(job_id, seq, worker=worker, celery_task_id=self.request.id)
+        except DBAPIError as exc:
+            # The job store is unreachable: give the message back for later instead of acking it
+            # unrun (the job row would stay queued and dispatched forever).
+            countdown = self.retry_backoff_s * (2 ** min(self.request.retries, 6))
+            log.warning("job store unavailable; message retried", extra={**fields, "error": str(exc)[:300],
+                                                                        "retry_in_s": countdown})
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
         if claim is None:
             log.info("job skipped: already finished, running elsewhere or superseded", extra={**fields, "dispatch_seq": seq})
             return {"skipped": True}
