@@ -49,7 +49,6 @@ import platform
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,12 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as `python bench/queue_throughput.py` from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from core.waiting import free_port  # noqa: E402
+from core.waiting import wait_until as _wait_until  # noqa: E402
+
 RESULTS_DIR = ROOT / "bench" / "results"
 TARGET_RATIO = 0.5
 WORKER_NAME = "bench@%h"
@@ -83,23 +88,10 @@ class BenchError(RuntimeError):
 
 
 # ----------------------------------------------------------------------------------- helpers
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_until(pred: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1,
                on_timeout: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}{extra}")
-        time.sleep(interval)
+    return _wait_until(pred, timeout=timeout, what=what, interval=interval, on_timeout=on_timeout,
+                       error=BenchError)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -381,8 +373,6 @@ def run_raw_celery(env: Env, n: int, warmup: int, timeout: float) -> Throughput:
     """N `system.noop` tasks through plain Celery, using the platform's Celery config and routing."""
     # celery_app reads its broker from the settings at import time: point them at this environment first.
     os.environ.update({"REDIS_URL": env.redis_url, "DATABASE_URL": env.db_url, "DATA_DIR": str(env.tmp / "data")})
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     from celery_app import app
 
     def batch(count: int) -> tuple[float, float, list[datetime]]:

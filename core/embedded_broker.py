@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import redis
 
 from core.settings import ConfigError
+from core.waiting import free_port
 
 
 def redis_executable() -> str:
@@ -29,12 +29,6 @@ def redis_executable() -> str:
             "REDIS_URL=redis://host:6379/0 to use a Redis server instead"
         ) from exc
     return str(__redis_executable__)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class EmbeddedRedis:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,26 +11,18 @@ from typing import Any
 import httpx
 import redis
 
+from core.waiting import free_port
+from core.waiting import wait_until as _wait_until
+
+__all__ = ["free_port", "wait_until", "Api", "RedisServer"]
+
 TERMINAL = {"succeeded", "failed", "cancelled"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(pred: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1,
                on_timeout: Callable[[], str] | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}{extra}")
-        time.sleep(interval)
+    return _wait_until(pred, timeout=timeout, what=what, interval=interval, on_timeout=on_timeout,
+                       error=AssertionError)
 
 
 class Api:
