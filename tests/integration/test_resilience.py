@@ -72,3 +72,27 @@ def test_broker_down_jobs_wait_in_outbox_and_run_when_it_returns(ml_only: Platfo
         assert done["status"] == "succeeded", (done, ml_only.logs())
     assert api.job(waiting["id"])["attempts"] == 1 and api.job(accepted["id"])["attempts"] == 1
     wait_until(lambda: health(ml_only)[1]["broker"]["ok"], timeout=30, what="broker ok again")
+
+
+def test_database_down_gives_503_and_health_says_why(backend: str, isolated_redis: RedisServer) -> None:
+    if backend != "postgresql":
+        pytest.skip("a SQLite file can't be made unreachable from outside the process; covered on PostgreSQL")
+    import psycopg
+
+    from tests.conftest import PG_ADMIN_URL
+
+    with new_database(backend) as url:
+        p = Platform(url, isolated_redis.url(0), "pg-dbdown", queues=("ml",)).start()
+        try:
+            api = p.api()
+            job = api.wait(api.ping("ml")["id"])
+            with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:  # the database goes away
+                conn.execute(f'DROP DATABASE "{url.rsplit("/", 1)[-1]}" WITH (FORCE)')
+            r = api.get(f"/api/v1/jobs/{job['id']}")
+            assert r.status_code == 503, r.text
+            assert r.json()["error"]["code"] == "database_unavailable" and r.headers["retry-after"] == "5"
+            code, h = health(p)
+            assert code == 503 and h["database"]["ok"] is False and h["status"] == "degraded"
+            assert any(m.startswith("database unreachable") for m in h["problems"])
+        finally:
+            p.stop()
