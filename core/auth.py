@@ -65,10 +65,22 @@ class PrincipalCache:
     revoked through this process's API stops at once (`forget`). Only hashes are kept.
     """
 
+    TOUCH_EVERY_S = 60.0
+
     def __init__(self, ttl_s: float = 5.0, max_entries: int = 10_000) -> None:
         self.ttl_s, self.max_entries = ttl_s, max_entries
         self._items: dict[str, tuple[Principal, float]] = {}
+        self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def due_for_touch(self, token_id: str) -> bool:
+        """True at most once a minute per token: when to record `last_used_at` (a write)."""
+        now = time.monotonic()
+        with self._lock:
+            if now - self._touched.get(token_id, -1e9) < self.TOUCH_EVERY_S:
+                return False
+            self._touched[token_id] = now
+            return True
 
     def get(self, token: str) -> Principal | None:
         key = hash_token(token)

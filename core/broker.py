@@ -46,8 +46,10 @@ class CeleryDispatcher:
     def send(self, job: Job) -> str:
         task_id = f"{job.id}-{job.dispatch_seq}"
         # ignore_result: job results live in the job store; skips a result-channel subscription per send.
+        # time_limit: a prefork worker kills a job that ignores its deadline (solo/threads can't;
+        # there the watchdog stops heartbeating it and the reaper fails it).
         self.app.send_task(job.task_name, args=[job.id, job.dispatch_seq], task_id=task_id, retry=False,
-                           ignore_result=True)
+                           ignore_result=True, time_limit=job.timeout_s + 120)
         return task_id
 
     def run_id(self) -> str | None:

@@ -8,7 +8,6 @@ macOS, not Windows, where REDIS_URL must point at a Redis server.
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import redis
 
+from core.files import write_private
 from core.settings import ConfigError
 from core.waiting import free_port
 
@@ -46,12 +46,11 @@ class EmbeddedRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         conf = self.dir / "redis.conf"
         # Password in a private file, not on the command line where `ps` would show it.
-        conf.write_text("\n".join([
+        write_private(conf, "\n".join([
             f"port {self.port}", "bind 127.0.0.1", "protected-mode yes", f"dir {self.dir}",
             "appendonly yes", "appendfsync everysec", 'save ""', f"requirepass {self.password}",
             "daemonize no", f"logfile {self.dir / 'redis.log'}",
         ]) + "\n")
-        os.chmod(conf, 0o600)
         self.proc = subprocess.Popen([redis_executable(), str(conf)], stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout_s
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
@@ -69,6 +68,9 @@ class EmbeddedRedis:
                 self.stop()
                 raise RuntimeError(f"embedded redis-server did not answer within {timeout_s} s")
             time.sleep(0.05)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -105,7 +105,7 @@ class DispatchLog:
             with session_scope(db_url) as session:
                 for (seq, run_id), ids in groups.items():
                     session.execute(update(Job).where(Job.id.in_(ids), Job.dispatch_seq == seq,
-                                                      Job.dispatched_at.is_(None))
+                                                      Job.status == "queued")
                                     .values(dispatched_at=sent_at, broker_run_id=run_id))
         except Exception:
             with self._lock:
@@ -214,7 +214,9 @@ def dispatch(job: Job, dispatcher: Dispatcher, *, db_url: str | None = None,
     else:
         with session_scope(db_url) as session:
             session.execute(
-                update(Job).where(Job.id == job.id, Job.dispatch_seq == job.dispatch_seq, Job.dispatched_at.is_(None))
+                # Also for a re-send after a broker restart: record the new run, or the outbox would
+                # see the old run id and send the job again on every tick.
+                update(Job).where(Job.id == job.id, Job.dispatch_seq == job.dispatch_seq, Job.status == "queued")
                 .values(dispatched_at=now, broker_run_id=dispatcher.run_id())
             )
     job.dispatched_at = now
@@ -222,7 +224,8 @@ def dispatch(job: Job, dispatcher: Dispatcher, *, db_url: str | None = None,
 
 
 def get(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+    # Ids are 32 hex digits: anything else can't exist (and never reaches the database).
+    job = session.get(Job, job_id) if len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id) else None
     if job is None:
         raise JobError("not_found", f"no job with id {job_id!r}", {"job_id": job_id})
     return job
@@ -280,9 +283,9 @@ def cancel(job_id: str, *, by: str | None, db_url: str | None = None) -> Job:
 # SQLite spent executing them (measured with cProfile on claim()).
 _CLAIM = (
     update(Job)
-    .where(Job.id == bindparam("jid"), Job.dispatch_seq == bindparam("seq"),
-           or_(Job.status == "queued",
-               and_(Job.status == "running", Job.heartbeat_at < bindparam("stale", type_=UTCDateTime()))))
+    # Only from `queued`: a job whose worker went silent is requeued by the reaper with a new
+    # dispatch_seq, never taken over under the old one (the silent worker may still be running it).
+    .where(Job.id == bindparam("jid"), Job.dispatch_seq == bindparam("seq"), Job.status == "queued")
     .values(status="running", worker=bindparam("worker"), celery_task_id=bindparam("ctid"),
             attempts=Job.attempts + 1, started_at=bindparam("now", type_=UTCDateTime()),
             heartbeat_at=bindparam("now", type_=UTCDateTime()), updated_at=bindparam("now", type_=UTCDateTime()),
@@ -294,8 +297,7 @@ _PG_CLAIM = text("""
 WITH claimed AS (
     UPDATE jobs SET status = 'running', worker = :worker, celery_task_id = :ctid, attempts = attempts + 1,
                     started_at = :now, heartbeat_at = :now, updated_at = :now, message = 'running'
-    WHERE id = :jid AND dispatch_seq = :seq
-      AND (status = 'queued' OR (status = 'running' AND heartbeat_at < :stale))
+    WHERE id = :jid AND dispatch_seq = :seq AND status = 'queued'
     RETURNING id, attempts, progress, params, timeout_s
 ), event AS (
     INSERT INTO job_events (job_id, ts, type, data)
@@ -304,7 +306,7 @@ WITH claimed AS (
     FROM claimed
 )
 SELECT attempts, progress, params, timeout_s FROM claimed
-""").bindparams(bindparam("now", type_=UTCDateTime()), bindparam("stale", type_=UTCDateTime()))
+""").bindparams(bindparam("now", type_=UTCDateTime()))
 _PG_FINISH_SQL = """
 WITH finished AS (
     UPDATE jobs SET status = :status, finished_at = :now, updated_at = :now, result = :result, error = :error,
@@ -337,10 +339,8 @@ class Claim:
 
 def claim(job_id: str, seq: int, *, worker: str, celery_task_id: str | None, db_url: str | None = None) -> Claim | None:
     """Take ownership of a job for dispatch `seq`. None if the job is finished, cancelled, owned, or superseded."""
-    settings = get_settings()
     now = utcnow()
-    stale = now - timedelta(seconds=settings.stale_job_seconds)
-    args = {"jid": job_id, "seq": seq, "stale": stale, "worker": worker, "ctid": celery_task_id, "now": now}
+    args = {"jid": job_id, "seq": seq, "worker": worker, "ctid": celery_task_id, "now": now}
     with session_scope(db_url) as session:
         conn = session.connection()
         if conn.dialect.name == "postgresql":
@@ -398,9 +398,15 @@ def report_progress(job_id: str, seq: int, fraction: float, message: str | None,
     return True
 
 
-def log_event(job_id: str, level: str, message: str, *, db_url: str | None = None) -> None:
+def log_event(job_id: str, seq: int, level: str, message: str, *, db_url: str | None = None) -> bool:
+    """Append a log event, only while this dispatch still owns the running job."""
     with session_scope(db_url) as session:
+        owned = session.execute(select(Job.id).where(Job.id == job_id, Job.dispatch_seq == seq,
+                                                     Job.status == "running")).first()
+        if owned is None:
+            return False
         add_event(session, job_id, "log", {"level": level, "message": message})
+    return True
 
 
 def finish(job_id: str, seq: int, status: str, *, result: dict[str, Any] | None = None,
@@ -440,6 +446,14 @@ def release_for_retry(job_id: str, seq: int, *, reason: str, db_url: str | None 
     return True
 
 
+def mark_undispatched(job_id: str, seq: int, *, db_url: str | None = None) -> None:
+    """The message for this queued job was not delivered (a retry could not be published): let the
+    outbox send it again."""
+    with session_scope(db_url) as session:
+        session.execute(update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "queued")
+                        .values(dispatched_at=None, updated_at=utcnow()))
+
+
 # --------------------------------------------------------------------------- maintenance
 def reap_stale(*, db_url: str | None = None, now: datetime | None = None) -> list[str]:
     """Requeue running jobs whose worker stopped heartbeating; fail them after too many losses."""
@@ -449,31 +463,42 @@ def reap_stale(*, db_url: str | None = None, now: datetime | None = None) -> lis
     requeued: list[str] = []
     with session_scope(db_url, write=False) as session:
         candidates = list(session.execute(
-            select(Job.id, Job.dispatch_seq, Job.attempts, Job.worker, Job.cancel_requested)
+            select(Job.id, Job.dispatch_seq, Job.losses, Job.worker, Job.cancel_requested, Job.started_at,
+                   Job.timeout_s)
             .where(Job.status == "running", Job.heartbeat_at < cutoff)
         ))
-    for job_id, seq, attempts, worker, cancel_requested in candidates:
+    for job_id, seq, losses, worker, cancel_requested, started_at, timeout_s in candidates:
         lost = f"worker {worker or '?'} stopped responding"
         with session_scope(db_url) as session:
             base = update(Job).where(Job.id == job_id, Job.dispatch_seq == seq, Job.status == "running",
                                      Job.heartbeat_at < cutoff)
-            if cancel_requested or attempts >= settings.max_job_attempts:
-                status = "cancelled" if cancel_requested else "failed"
-                error = None if cancel_requested else {
-                    "type": "WorkerLost", "message": f"{lost}; gave up after {attempts} attempts"}
+            error: dict[str, Any] | None = None
+            if cancel_requested:
+                status = "cancelled"
+            elif started_at and now >= started_at + timedelta(seconds=timeout_s):
+                status, error = "failed", {"type": "JobTimedOut",
+                                           "message": f"{lost} after its time limit of {timeout_s} s"}
+            elif losses + 1 >= settings.max_job_attempts:
+                status, error = "failed", {"type": "WorkerLost",
+                                           "message": f"{lost}; gave up after {losses + 1} lost workers"}
+            else:
+                status = "queued"
+            if status != "queued":
                 res = session.execute(base.values(status=status, finished_at=now, updated_at=now, error=error,
+                                                  losses=Job.losses + 1,
                                                   message=error["message"] if error else "cancelled"))
                 if res.rowcount == 1:
                     add_event(session, job_id, "status", {"status": status, "message": lost, **({"error": error} if error else {})})
                 continue
             res = session.execute(base.values(status="queued", dispatch_seq=seq + 1, dispatched_at=None, worker=None,
+                                              losses=Job.losses + 1,
                                               celery_task_id=task_id_for(job_id, seq + 1), updated_at=now,
                                               message=f"requeued: {lost}"))
             if res.rowcount == 1:
                 add_event(session, job_id, "status", {"status": "queued", "message": f"requeued: {lost}"})
                 requeued.append(job_id)
                 log.warning("job requeued after worker loss", extra={"job_id": job_id, "worker": worker,
-                                                                      "attempt": attempts})
+                                                                      "losses": losses + 1})
     return requeued
 
 

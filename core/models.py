@@ -78,7 +78,8 @@ class Job(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # times a worker started it (retries included)
+    losses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # workers lost while running it
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
     # Each dispatch of the job carries this number; only the newest message may run it, so a
     # redelivered or duplicated message for a requeued or finished job is a no-op.

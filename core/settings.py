@@ -6,7 +6,6 @@ another machine only needs the same `REDIS_URL`, `DATABASE_URL` and `ARTIFACT_RO
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -53,7 +52,7 @@ class Settings(BaseSettings):
     result_expires_seconds: int = Field(default=24 * 3600, ge=60)
     token_cache_seconds: float = Field(default=5.0, ge=0, description="How long the API trusts a verified token before re-reading it")
     worker_max_memory_mb: int = Field(default=4096, ge=64, description="Prefork: replace a pool child above this resident size")
-    max_request_bytes: int = Field(default=1 * 1024**3, ge=1024, description="Largest accepted request body")
+    max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 
     @field_validator("data_dir", "artifact_root", mode="after")
@@ -115,9 +114,9 @@ class Settings(BaseSettings):
         if not path.exists():
             import secrets
 
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(18))
-            os.chmod(path, 0o600)
+            from core.files import write_private
+
+            write_private(path, secrets.token_urlsafe(18))
         return path.read_text().strip()
 
 

@@ -15,7 +15,7 @@ from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
 from core.logs import configure_logging
 from core.settings import Settings, get_settings
-from server.errors import BodySizeLimit, install_error_handlers
+from server.errors import BodySizeLimit, RequireBearerFirst, install_error_handlers
 from server.routes import health, tokens
 from server.routes import jobs as jobs_routes
 
@@ -93,4 +93,5 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.include_router(jobs_routes.router)
     app.include_router(tokens.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequireBearerFirst)  # added last = runs first
     return app

@@ -14,7 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from core import auth, jobs
-from core.db import new_session
+from core.db import new_session, session_scope
 from core.models import Job
 from core.routing import route_for
 from server.errors import ApiError
@@ -46,6 +46,9 @@ def current_principal(request: Request, session: DbSession,
         session.rollback()  # end the read transaction now; the route may run long (SSE)
         if principal is not None:
             cache.put(creds.credentials, principal)
+            if cache.due_for_touch(principal.token_id):
+                with session_scope(request.app.state.db_url) as w:
+                    auth.touch(w, principal.token_id)
     if principal is None:
         raise ApiError(401, "unauthorized", "token is unknown or revoked", headers=challenge)
     request.state.principal = principal

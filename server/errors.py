@@ -81,11 +81,36 @@ def install_error_handlers(app: FastAPI) -> None:
         code = STATUS_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", extra={"path": request.url.path})
+        return error_response(500, "internal_error", "the server failed to handle this request; it has been logged",
+                              {"error_type": type(exc).__name__})
+
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable", extra={"error": str(exc.orig)[:300]})
         return error_response(503, "database_unavailable", "the job database is unreachable; try again shortly",
                               headers={"Retry-After": "5"})
+
+
+class RequireBearerFirst:
+    """ASGI middleware: an /api/v1 request without a bearer token gets 401 before its body is read,
+    so anonymous clients can't make the API buffer and parse large bodies."""
+
+    def __init__(self, app: Any, prefix: str = "/api/v1/") -> None:
+        self.app, self.prefix = app, prefix
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
+            auth = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not auth.lower().startswith(b"bearer ") or len(auth) <= 7:
+                response = error_response(
+                    401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
+                    "(create one with `python -m server token create --role operator --name NAME`)",
+                    headers={"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class BodySizeLimit:

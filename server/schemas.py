@@ -62,8 +62,8 @@ class JobPage(BaseModel):
 
 
 class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, max_length=128)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
     role: Role
 
 

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.files import write_private
 from core.settings import PROJECT_ROOT, Settings
 
 IS_WINDOWS = os.name == "nt"
@@ -79,16 +80,15 @@ def ensure_admin_token(settings: Settings) -> Path | None:
             return None
         _, plaintext = auth.create_token(session, name="admin", role="admin", created_by="up")
     path = settings.data_dir / "admin-token"
-    path.write_text(plaintext + "\n")
-    os.chmod(path, 0o600)
+    write_private(path, plaintext + "\n")
     return path
 
 
 def up(settings: Settings, host: str, port: int, flower: bool = True, pool: str | None = None) -> int:
     from core.migrate import upgrade
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    settings.run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     say(f"database {redact(settings.db_url)}: applying migrations")
     upgrade(settings.db_url)
     token_file = ensure_admin_token(settings)
@@ -102,8 +102,7 @@ def up(settings: Settings, host: str, port: int, flower: bool = True, pool: str 
 
         embedded = EmbeddedRedis(settings.data_dir)
         broker = embedded.start()
-        settings.embedded_broker_file.write_text(broker)
-        os.chmod(settings.embedded_broker_file, 0o600)
+        write_private(settings.embedded_broker_file, broker)
         say(f"broker: embedded redis-server on 127.0.0.1:{embedded.port} (data in {embedded.dir})")
 
     env = {**os.environ, "REDIS_URL": broker, "DATA_DIR": str(settings.data_dir), "PYTHONUNBUFFERED": "1"}
@@ -129,17 +128,22 @@ def up(settings: Settings, host: str, port: int, flower: bool = True, pool: str 
     signal.signal(signal.SIGTERM, on_signal)
     if IS_WINDOWS:
         signal.signal(signal.SIGBREAK, on_signal)  # type: ignore[attr-defined]
+    else:
+        signal.signal(signal.SIGHUP, on_signal)  # terminal closed: stop the children too
     try:
         for c in children:
             c.start(env)
         for c in children:
             say(f"{c.name:<11} pid {c.proc.pid if c.proc else '?':<7} {c.where}")
         if token_file:
-            say(f"first admin token written to {token_file} (only you can read it); "
+            say(f"first admin token written to {token_file} (mode 0600); "
                 "create more with `python -m server token create`")
         say("running; press Ctrl-C to stop everything")
         while not stopping:
             time.sleep(0.5)
+            if embedded and not embedded.alive():
+                say("embedded redis-server exited; restarting it (its append-only file keeps queued jobs)")
+                embedded.start()
             for c in children:
                 if not c.alive() and not stopping:
                     code = c.proc.returncode if c.proc else None

@@ -19,10 +19,11 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Retry
 from sqlalchemy.exc import DBAPIError
 
 from core import jobs
@@ -32,6 +33,7 @@ from core.settings import get_settings
 log = logging.getLogger("pm.tasks")
 
 CHECK_INTERVAL_S = 0.5
+DEADLINE_GRACE = timedelta(seconds=60)
 
 
 class JobStopped(Exception):
@@ -114,11 +116,20 @@ class JobContext:
         fraction, message, metrics = self._pending
         self._pending = None
         self._last_progress_write = time.monotonic()
-        if not jobs.report_progress(self.job_id, self.seq, fraction, message, metrics):
+        try:
+            owned = jobs.report_progress(self.job_id, self.seq, fraction, message, metrics)
+        except DBAPIError:
+            # Progress is best effort: a database blip must not fail a healthy job. Keep the value
+            # for the next write unless a newer one arrives first.
+            log.warning("progress not recorded (database unavailable)", exc_info=True, extra={"job_id": self.job_id})
+            self._pending = self._pending or (fraction, message, metrics)
+            return
+        if not owned:
             self._lost.set()
 
     def log(self, message: str, level: str = "info") -> None:
-        jobs.log_event(self.job_id, level, message)
+        if not jobs.log_event(self.job_id, self.seq, level, message):
+            self._lost.set()
 
 
 class _Watchdog:
@@ -152,6 +163,10 @@ class _Watchdog:
     def _check(self, ctx: JobContext, last_beat: float) -> None:
         # Reads are cheap and frequent (cancel latency); writes only every HEARTBEAT_SECONDS.
         write = time.monotonic() - last_beat >= ctx.settings.heartbeat_seconds
+        if write and utcnow() > ctx.deadline + DEADLINE_GRACE:
+            # Past its deadline and not stopping (blocked in I/O or C code, never calling check()):
+            # stop vouching for it, so the reaper fails it with JobTimedOut.
+            write = False
         try:
             beat = jobs.heartbeat(ctx.job_id, ctx.seq, write=write)
         except Exception:  # noqa: BLE001 - a database blip must not kill the job; retry next tick
@@ -188,7 +203,7 @@ class LoggingTask(Task):
         try:
             claim = jobs.claim(job_id, seq, worker=worker, celery_task_id=self.request.id)
         except DBAPIError as exc:
-            # The job store is unreachable: give the message back for later instead of acking it
+            # The job store is unreachable: hand the message back for later instead of acking it
             # unrun (the job row would stay queued and dispatched forever).
             countdown = self.retry_backoff_s * (2 ** min(self.request.retries, 6))
             log.warning("job store unavailable; message retried", extra={**fields, "error": str(exc)[:300],
@@ -199,48 +214,74 @@ class LoggingTask(Task):
             return {"skipped": True}
         fields["attempt"] = claim.attempts
         ctx = JobContext(job_id, seq, claim.params, claim.attempts, claim.deadline, claim.timeout_s)
-        _watchdog.watch(ctx)
+        _watchdog.watch(ctx)  # until the terminal state is written, so a slow write is not taken for a death
         started = time.monotonic()
         log.info("job started", extra=fields)
+        result: dict[str, Any] | None = None
+        error: dict[str, Any] | None = None
         try:
-            result = fn(ctx)
-            ctx.flush_progress()
-            ctx.check()  # a cancel that arrived during the last step still wins
-        except JobLeaseLost:
-            log.warning("job abandoned: requeued elsewhere", extra={**fields, "duration_s": _dur(started)})
-            return {"abandoned": True}
-        except JobCancelled:
-            jobs.finish(job_id, seq, "cancelled", message="cancelled")
-            log.info("job cancelled", extra={**fields, "duration_s": _dur(started)})
-            return {"cancelled": True}
-        except JobTimedOut as exc:
-            err = {"type": "JobTimedOut", "message": str(exc)}
-            jobs.finish(job_id, seq, "failed", error=err, message=str(exc))
-            log.error("job timed out", extra={**fields, "duration_s": _dur(started), "error": err})
-            return {"failed": True}
-        except RetryableJobError as exc:
-            if self.request.retries < self.max_retries:
-                countdown = self.retry_backoff_s * (2 ** self.request.retries)
-                jobs.release_for_retry(job_id, seq, reason=str(exc)[:500])
-                log.warning("job will retry", extra={**fields, "duration_s": _dur(started), "error": str(exc),
-                                                     "retry_in_s": countdown})
-                raise self.retry(exc=exc, countdown=countdown) from exc
-            err = {"type": type(exc).__name__, "message": f"{exc} (gave up after {self.max_retries} retries)"}
-            jobs.finish(job_id, seq, "failed", error=err, message=err["message"])
-            log.error("job failed after retries", extra={**fields, "duration_s": _dur(started), "error": err})
-            return {"failed": True}
-        except Exception as exc:  # noqa: BLE001 - any job error becomes a failed job with a readable error
-            err = {"type": type(exc).__name__, "message": str(exc)[:2000] or type(exc).__name__}
-            jobs.finish(job_id, seq, "failed", error=err, message=err["message"])
-            log.exception("job failed", extra={**fields, "duration_s": _dur(started), "error": err})
-            return {"failed": True}
+            try:
+                result = fn(ctx)
+                ctx.flush_progress()
+                ctx.check()  # a cancel that arrived during the last step still wins
+                status, message = "succeeded", "succeeded"
+            except JobLeaseLost:
+                log.warning("job abandoned: requeued elsewhere", extra={**fields, "duration_s": _dur(started)})
+                return {"abandoned": True}
+            except JobCancelled:
+                status, message = "cancelled", "cancelled"
+            except JobTimedOut as exc:
+                status, message, error = "failed", str(exc), {"type": "JobTimedOut", "message": str(exc)}
+            except RetryableJobError as exc:
+                if self.request.retries < self.max_retries:
+                    return self._retry(ctx, exc, fields, started)
+                message = f"{exc} (gave up after {self.max_retries} retries)"
+                status, error = "failed", {"type": type(exc).__name__, "message": message}
+            except Exception as exc:  # noqa: BLE001 - any job error becomes a failed job with a readable error
+                message = str(exc)[:2000] or type(exc).__name__
+                status, error = "failed", {"type": type(exc).__name__, "message": message}
+                log.exception("job code raised", extra={**fields, "error": error})
+            written = self._finish(ctx, status, result=result if status == "succeeded" else None, error=error,
+                                   message=message)
         finally:
             _watchdog.unwatch(ctx)
-        if jobs.finish(job_id, seq, "succeeded", result=result, message="succeeded"):
-            log.info("job succeeded", extra={**fields, "duration_s": _dur(started)})
+        extra = {**fields, "duration_s": _dur(started), **({"error": error} if error else {})}
+        if not written:
+            log.warning("job outcome discarded: job no longer owned", extra={**extra, "status": status})
+        elif status == "failed":
+            log.error("job failed", extra=extra)
         else:
-            log.warning("job result discarded: job no longer owned", extra={**fields, "duration_s": _dur(started)})
-        return {"succeeded": True}
+            log.info(f"job {status}", extra=extra)
+        return {status: True}
+
+    FINISH_ATTEMPTS = 6
+
+    def _finish(self, ctx: JobContext, status: str, **kw: Any) -> bool:
+        """Write the terminal state, riding out a short database outage (the watchdog keeps the
+        job alive meanwhile); if it can't be written the reaper requeues the job later."""
+        for attempt in range(self.FINISH_ATTEMPTS):
+            try:
+                return jobs.finish(ctx.job_id, ctx.seq, status, **kw)
+            except DBAPIError:
+                if attempt == self.FINISH_ATTEMPTS - 1:
+                    raise
+                log.warning("could not record job outcome yet; retrying", exc_info=True, extra={"job_id": ctx.job_id})
+                time.sleep(min(2 ** attempt, 10))
+        return False
+
+    def _retry(self, ctx: JobContext, exc: Exception, fields: dict[str, Any], started: float) -> dict[str, Any]:
+        countdown = self.retry_backoff_s * (2 ** self.request.retries)
+        jobs.release_for_retry(ctx.job_id, ctx.seq, reason=str(exc)[:500])
+        log.warning("job will retry", extra={**fields, "duration_s": _dur(started), "error": str(exc),
+                                             "retry_in_s": countdown})
+        try:
+            raise self.retry(exc=exc, countdown=countdown)
+        except Retry:
+            raise
+        except Exception:  # noqa: BLE001 - the retry message could not be published (broker down)
+            jobs.mark_undispatched(ctx.job_id, ctx.seq)  # the outbox sends it when the broker is back
+            log.warning("retry message not published; job left to the outbox", exc_info=True, extra=fields)
+            return {"queued": True}
 
 
 def _dur(started: float) -> float:

@@ -15,7 +15,14 @@ New-Item -ItemType Directory -Force -Path $PidDir, $LogDir | Out-Null
 
 function Start-ServerProcess([string]$Name, [string[]]$ServerArgs) {
     $pidFile = Join-Path $PidDir "$Name.pid"
-    $argList = @("-m", "server") + $ServerArgs + @("--pidfile", $pidFile)
+    if (Test-Path $pidFile) {
+        # Never overwrite a live PID file: stop-all.ps1 would lose track of that process.
+        Write-Warning "$Name already has a PID file ($pidFile): run stop-all.ps1 first (it also clears stale ones)"
+        return
+    }
+    # Start-Process joins arguments with spaces: quote those that contain spaces (e.g. C:\Users\Jane Doe).
+    $argList = (@("-m", "server") + $ServerArgs + @("--pidfile", $pidFile)) |
+        ForEach-Object { if ($_ -match '\s') { '"' + $_ + '"' } else { $_ } }
     $p = Start-Process -FilePath $Python -ArgumentList $argList -WorkingDirectory $Root -WindowStyle Hidden `
         -RedirectStandardOutput (Join-Path $LogDir "$Name.out.log") `
         -RedirectStandardError (Join-Path $LogDir "$Name.err.log") -PassThru

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -11,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from core import jobs
+from core import auth, jobs
 from core.db import session_scope
 from core.models import TERMINAL_STATUSES, JobEvent
 from server.deps import DbSession, Operator, SubmitJob, Viewer
@@ -21,6 +22,7 @@ router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
 
 SSE_POLL_S = 0.25
 SSE_KEEPALIVE_S = 15.0
+SSE_REAUTH_S = 15.0
 
 
 @router.post("/ping", status_code=202, response_model=JobOut, summary="Start a diagnostic job on a queue")
@@ -33,10 +35,10 @@ def start_ping(body: PingRequest, submit: SubmitJob) -> JobOut:
 @router.get("", response_model=JobPage, summary="List jobs, newest first")
 def list_jobs(session: DbSession, _: Viewer,
               status: Annotated[JobStatus | None, Query()] = None,
-              kind: Annotated[str | None, Query(max_length=64)] = None,
+              kind: Annotated[str | None, Query(max_length=64, pattern="^[a-z0-9_.-]+$")] = None,
               queue: Annotated[str | None, Query(pattern="^(gan|ml|llm|system)$")] = None,
               limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              offset: Annotated[int, Query(ge=0)] = 0) -> JobPage:
+              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> JobPage:
     page = jobs.list_jobs(session, status=status, kind=kind, queue=queue, limit=limit, offset=offset)
     return JobPage(items=[JobOut.of(j) for j in page.items], total=page.total, limit=limit, offset=offset)
 
@@ -66,12 +68,33 @@ async def job_events(job_id: str, request: Request, session: DbSession, _: Viewe
 
     def fetch(after: int) -> tuple[list[JobEvent], str]:
         with session_scope(db_url, write=False) as s:
-            return jobs.events_after(s, job_id, after), jobs.get(s, job_id).status
+            # Status first: if it is terminal here, its terminal event is already committed and the
+            # events read next include it (PostgreSQL reads each statement at its own snapshot).
+            status = jobs.get(s, job_id).status
+            return jobs.events_after(s, job_id, after), status
+
+    token = (request.headers.get("authorization") or "")[7:].strip()
+    principals = request.app.state.principals
+
+    def still_authorised() -> bool:
+        if principals.get(token) is not None:
+            return True
+        with session_scope(db_url, write=False) as s:
+            principal = auth.authenticate(s, token)
+        if principal is not None:
+            principals.put(token, principal)
+        return principal is not None
 
     async def stream() -> AsyncIterator[str]:
         after = last_event_id or 0
         idle = 0.0
+        next_auth = time.monotonic() + SSE_REAUTH_S
         while True:
+            if time.monotonic() >= next_auth:  # a stream can outlive its token: re-check it
+                next_auth = time.monotonic() + SSE_REAUTH_S
+                if not await run_in_threadpool(still_authorised):
+                    yield "event: error\ndata: {\"code\": \"unauthorized\", \"message\": \"token revoked\"}\n\n"
+                    return
             events, status = await run_in_threadpool(fetch, after)
             for ev in events:
                 after = ev.id

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from core import auth
+from core.db import session_scope
 from core.models import ApiToken
 from server.deps import Admin, DbSession, Viewer
 from server.errors import ApiError
@@ -26,18 +27,18 @@ def list_tokens(session: DbSession, _: Admin) -> list[TokenOut]:
 
 
 @router.post("/tokens", status_code=201, response_model=TokenCreated, summary="Create a token; the secret is shown once")
-def create_token(body: TokenCreate, session: DbSession, who: Admin) -> TokenCreated:
-    row, plaintext = auth.create_token(session, name=body.name, role=body.role, created_by=who.name)
-    session.commit()
+def create_token(body: TokenCreate, request: Request, who: Admin) -> TokenCreated:
+    with session_scope(request.app.state.db_url) as session:  # a write session: takes SQLite's lock up front
+        row, plaintext = auth.create_token(session, name=body.name, role=body.role, created_by=who.name)
     return TokenCreated(**TokenOut.model_validate(row).model_dump(), token=plaintext)
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke a token")
-def revoke_token(token_id: str, request: Request, session: DbSession, who: Admin) -> None:
-    if session.get(ApiToken, token_id) is None:
-        raise ApiError(404, "not_found", f"no token with id {token_id!r}", {"token_id": token_id})
+def revoke_token(token_id: str, request: Request, who: Admin) -> None:
     if token_id == who.token_id:
         raise ApiError(409, "conflict", "refusing to revoke the token making this request; use another admin token")
-    auth.revoke(session, token_id)
-    session.commit()
+    with session_scope(request.app.state.db_url) as session:
+        if session.get(ApiToken, token_id) is None:
+            raise ApiError(404, "not_found", f"no token with id {token_id!r}", {"token_id": token_id})
+        auth.revoke(session, token_id)
     request.app.state.principals.forget(token_id)

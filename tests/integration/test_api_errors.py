@@ -51,6 +51,9 @@ def test_missing_and_bad_token(platform: Platform) -> None:
         r = anon.client.request(method, path, json={"queue": "ml"} if method == "POST" else None)
         e = err(r, 401, "unauthorized")
         assert r.headers["www-authenticate"] == "Bearer" and "Authorization: Bearer" in e["message"]
+    # Anonymous requests are refused before their body is read or parsed.
+    r = anon.client.post("/api/v1/tokens", content=b"{not json", headers={"content-type": "application/json"})
+    err(r, 401, "unauthorized")
     err(Api(platform.base_url, "pm_not-a-real-token").get("/api/v1/jobs"), 401, "unauthorized")
     err(Api(platform.base_url, "garbage").get("/api/v1/jobs"), 401, "unauthorized")
 
@@ -75,6 +78,9 @@ def test_unknown_job_and_bad_filters(platform: Platform) -> None:
     assert e["details"]["errors"][0]["field"] == "query.status"
     err(api.get("/api/v1/jobs", params={"limit": 0}), 422, "validation_error")
     err(api.get("/api/v1/jobs", params={"queue": "gpu"}), 422, "validation_error")
+    err(api.get("/api/v1/jobs", params={"offset": 10**20}), 422, "validation_error")
+    err(api.get("/api/v1/jobs", params={"kind": "a\x00b"}), 422, "validation_error")
+    err(api.get("/api/v1/jobs/%00"), 404, "not_found")
     err(api.get("/api/v1/nothing-here"), 404, "not_found")
 
 
@@ -109,6 +115,10 @@ def test_token_management(platform: Platform) -> None:
     listed = admin.get("/api/v1/tokens").json()
     assert created["id"] in {t["id"] for t in listed} and all("token" not in t for t in listed)
     err(admin.post("/api/v1/tokens", json={"name": "x", "role": "root"}), 422, "validation_error")
+    e = err(admin.post("/api/v1/tokens", json={"name": "   ", "role": "viewer"}), 422, "validation_error")
+    assert e["details"]["errors"][0]["field"] == "body.name"
+    used = {t["id"]: t for t in admin.get("/api/v1/tokens").json()}[created["id"]]
+    assert used["last_used_at"] is not None  # the bot's request above was recorded
     assert admin.client.delete(f"/api/v1/tokens/{created['id']}").status_code == 204
     err(bot.get("/api/v1/me"), 401, "unauthorized")
     err(admin.client.delete("/api/v1/tokens/unknown"), 404, "not_found")

@@ -108,6 +108,9 @@ def test_redelivered_message_for_finished_job_does_not_run_again(platform: Platf
     assert marker["status"] == "succeeded"
     after = api.job(job["id"])
     assert after["attempts"] == 1 and after["finished_at"] == job["finished_at"]
+    # The replay was delivered and deliberately skipped (not merely lost on the way).
+    log_text = platform.workers["ml"].log_path.read_text()
+    assert any('"job skipped' in line and job["id"] in line for line in log_text.splitlines())
     assert [e["id"] for e in api.events(job["id"])] == [e["id"] for e in before]
 
 

@@ -111,3 +111,48 @@ def test_listing_pages_and_filters(url: str) -> None:
         assert page.total >= 5 and [j.id for j in page.items] == ids[::-1][:2]
         page2 = jobs.list_jobs(s, queue="ml", status="queued", limit=2, offset=2)
         assert [j.id for j in page2.items] == ids[::-1][2:4]
+
+
+def test_silent_worker_is_never_taken_over_under_the_same_seq(url: str) -> None:
+    from sqlalchemy import update
+
+    from core.models import Job
+
+    jid = make(url)
+    assert jobs.claim(jid, 1, worker="A", celery_task_id=None, db_url=url)
+    with session_scope(url) as s:  # A has been silent for a minute (paused VM, slow lock…)
+        s.execute(update(Job).where(Job.id == jid).values(heartbeat_at=utcnow() - timedelta(seconds=60)))
+    assert jobs.claim(jid, 1, worker="B", celery_task_id=None, db_url=url) is None  # a duplicate message
+    assert jobs.heartbeat(jid, 1, db_url=url).owned  # A still owns it until the reaper decides
+
+
+def test_retries_do_not_count_as_worker_losses(url: str) -> None:
+    jid = make(url)
+    for _ in range(2):  # two transient failures, each retried
+        assert jobs.claim(jid, 1, worker="w", celery_task_id=None, db_url=url)
+        assert jobs.release_for_retry(jid, 1, reason="busy", db_url=url)
+    assert jobs.claim(jid, 1, worker="w", celery_task_id=None, db_url=url)
+    assert jid in jobs.reap_stale(db_url=url, now=utcnow() + timedelta(seconds=60))  # first loss: requeued
+    with session_scope(url, write=False) as s:
+        job = jobs.get(s, jid)
+        assert job.status == "queued" and job.attempts == 3 and job.losses == 1 and job.dispatch_seq == 2
+
+
+def test_reaper_fails_a_silent_job_past_its_deadline(url: str) -> None:
+    jid = jobs.submit(task_name="ml.ping", queue="ml", kind="ping", params={}, submitted_by="t", dispatcher=None,
+                      db_url=url, timeout_s=10).id
+    assert jobs.claim(jid, 1, worker="w", celery_task_id=None, db_url=url)
+    jobs.reap_stale(db_url=url, now=utcnow() + timedelta(seconds=60))
+    with session_scope(url, write=False) as s:
+        job = jobs.get(s, jid)
+        assert job.status == "failed" and job.error["type"] == "JobTimedOut" and "10 s" in job.error["message"]
+
+
+def test_log_events_only_from_the_owner(url: str) -> None:
+    jid = make(url)
+    assert not jobs.log_event(jid, 1, "info", "before start", db_url=url)
+    jobs.claim(jid, 1, worker="w", celery_task_id=None, db_url=url)
+    assert jobs.log_event(jid, 1, "info", "working", db_url=url)
+    assert not jobs.log_event(jid, 2, "info", "stale owner", db_url=url)
+    jobs.finish(jid, 1, "succeeded", result={}, db_url=url)
+    assert not jobs.log_event(jid, 1, "info", "after the end", db_url=url)

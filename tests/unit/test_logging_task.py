@@ -167,3 +167,28 @@ def test_duplicate_message_is_skipped(app_and_url, test_tasks) -> None:
     assert test_tasks["flaky"].apply(args=[jid, 1]).get() == {"succeeded": True}
     assert test_tasks["flaky"].apply(args=[jid, 1]).get() == {"skipped": True}
     assert job(url, jid).attempts == 1
+
+
+def test_outbox_resends_a_job_lost_by_a_broker_restart_exactly_once(app_and_url) -> None:
+    """Real Celery dispatcher against real Redis: a job sent to an earlier broker run is re-sent
+    once, and the new run is recorded, so later ticks don't send it again."""
+    import redis
+    from sqlalchemy import update
+
+    from core.broker import CeleryDispatcher
+    from core.models import Job
+
+    app, url = app_and_url
+    dispatcher = CeleryDispatcher(app, os.environ["REDIS_URL"])
+    r = redis.Redis.from_url(os.environ["REDIS_URL"])
+    jid = submit(url, "boom")
+    with session_scope(url) as s:
+        s.execute(update(Job).where(Job.id == jid).values(dispatched_at=jobs.utcnow(), broker_run_id="earlier-run"))
+    before = r.llen("ml")
+    assert jobs.flush_outbox(dispatcher, db_url=url, older_than_s=0) >= 1
+    assert r.llen("ml") >= before + 1  # the message really went to the broker
+    assert job(url, jid).broker_run_id == dispatcher.run_id()
+    sent_again = jobs.flush_outbox(dispatcher, db_url=url, older_than_s=0)
+    assert jid not in {j.id for j in jobs.pending_dispatch(db_url=url, older_than_s=0, broker_run_id=dispatcher.run_id())}
+    assert sent_again == 0
+    r.delete("ml")
