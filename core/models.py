@@ -132,3 +132,27 @@ class ApiToken(Base):
     created_by: Mapped[str | None] = mapped_column(String(128))
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16), default="uploaded")  # uploaded | synthetic
+    storage_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))  # of the stored Parquet file
+    source_sha256: Mapped[str | None] = mapped_column(String(64))  # of the file as uploaded
+    source_filename: Mapped[str | None] = mapped_column(String(255))
+    source_format: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[str]] = mapped_column(JSONType)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    profile: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (Index("ix_datasets_created", "created_at"),)

@@ -116,17 +116,20 @@ class RequireBearerFirst:
 class BodySizeLimit:
     """ASGI middleware: refuse bodies over the limit with 413, by header or while streaming."""
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: Any, max_bytes: int,
+                 overrides: dict[tuple[str, str], tuple[int, str]] | None = None) -> None:
+        self.app, self.default = app, (max_bytes, "MAX_REQUEST_BYTES")
+        self.overrides = overrides or {}  # (method, path) -> (limit, setting), e.g. dataset uploads
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes, setting = self.overrides.get((scope["method"], scope["path"].rstrip("/")), self.default)
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
-        too_big = error_response(413, "payload_too_large", f"request body over the limit of {self.max_bytes} bytes",
-                                 {"limit_bytes": self.max_bytes, "setting": "MAX_REQUEST_BYTES"})
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        too_big = error_response(413, "payload_too_large", f"request body over the limit of {max_bytes} bytes",
+                                 {"limit_bytes": max_bytes, "setting": setting})
+        if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             return await too_big(scope, receive, send)
         seen = 0
         exceeded = replied = False
@@ -136,7 +139,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
+                if seen > max_bytes:
                     exceeded = True
                     raise _TooLarge  # stops the read; whatever the app answers is replaced below
             return message

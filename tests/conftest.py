@@ -175,7 +175,7 @@ class Platform:
         self.env = {**os.environ, "DATA_DIR": str(self.dir), "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                     "HEARTBEAT_SECONDS": "1", "STALE_JOB_SECONDS": "5", "MAINTENANCE_SECONDS": "0.5",
                     "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
-                    "MAX_REQUEST_BYTES": str(8 * 1024 * 1024)}
+                    "MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "DATASET_MAX_BYTES": str(2 * 1024 * 1024)}
         self.api_proc = Proc(f"api-{tag}", ["api", "--port", str(self.port)], self.env, self.dir)
         self.workers: dict[str, Proc] = {}
         self.queues = queues

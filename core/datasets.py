@@ -1,0 +1,95 @@
+"""The dataset service: store an ingested file as Parquet in the artifact store and record it.
+
+Bad input never leaves anything behind: the file is staged in a scratch directory, and the row is
+written only after the Parquet file is in place; if the row can't be written the file is removed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from core.artifacts import ArtifactStore, sha256_file
+from core.db import session_scope
+from core.jobs import JobError
+from core.models import Dataset, Job, new_id, utcnow
+from ml.datasets import ingest, reprofile
+from ml.schema import DatasetSchema
+
+
+def create(*, upload: Path, filename: str | None, name: str, given: DatasetSchema | None, created_by: str | None,
+           store: ArtifactStore, db_url: str | None = None, kind: str = "uploaded",
+           lineage: dict[str, Any] | None = None) -> Dataset:
+    result = ingest(upload, given)
+    dataset_id = new_id()
+    key = f"datasets/{dataset_id}.parquet"
+    with store.scratch() as tmp:
+        staged = tmp / "data.parquet"
+        result.frame.to_parquet(staged, index=False)
+        source_sha = sha256_file(upload)
+        digest, size = store.put(key, staged)
+    row = Dataset(id=dataset_id, name=name, kind=kind, storage_key=key, sha256=digest, source_sha256=source_sha,
+                  source_filename=filename, source_format=result.format.describe(), size_bytes=size,
+                  rows=len(result.frame), columns=[str(c) for c in result.frame.columns],
+                  schema=result.schema.model_dump(mode="json"), profile=result.profile, lineage=lineage,
+                  created_by=created_by)
+    try:
+        with session_scope(db_url) as session:
+            session.add(row)
+    except BaseException:
+        store.delete(key)
+        raise
+    return row
+
+
+def get(session: Session, dataset_id: str) -> Dataset:
+    ds = session.get(Dataset, dataset_id) if len(dataset_id) == 32 and dataset_id.isalnum() else None
+    if ds is None:
+        raise JobError("not_found", f"no dataset with id {dataset_id!r}", {"dataset_id": dataset_id})
+    return ds
+
+
+def list_page(session: Session, *, limit: int, offset: int) -> tuple[list[Dataset], int]:
+    items = list(session.scalars(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc())
+                                 .limit(limit).offset(offset)))
+    return items, session.scalar(select(func.count()).select_from(Dataset)) or 0
+
+
+def load_frame(ds: Dataset, store: ArtifactStore) -> pd.DataFrame:
+    path = store.path(ds.storage_key)
+    if sha256_file(path) != ds.sha256:
+        raise JobError("conflict", f"dataset {ds.id} file does not match its recorded sha256; it was altered",
+                       {"dataset_id": ds.id})
+    return pd.read_parquet(path)
+
+
+def update_schema(dataset_id: str, schema: DatasetSchema, store: ArtifactStore, db_url: str | None = None) -> Dataset:
+    with session_scope(db_url) as session:
+        ds = get(session, dataset_id)
+        df = load_frame(ds, store)
+        ds.profile = reprofile(df, schema)
+        ds.schema = schema.model_dump(mode="json")
+        ds.updated_at = utcnow()
+        return ds
+
+
+def users(session: Session, dataset_id: str) -> list[str]:
+    """Ids of queued or running jobs whose parameters name this dataset."""
+    rows = session.scalars(select(Job).where(Job.status.in_(("queued", "running"))))
+    return [j.id for j in rows if (j.params or {}).get("dataset_id") == dataset_id]
+
+
+def delete(dataset_id: str, store: ArtifactStore, db_url: str | None = None) -> None:
+    with session_scope(db_url) as session:
+        ds = get(session, dataset_id)
+        busy = users(session, dataset_id)
+        if busy:
+            raise JobError("conflict", f"dataset {dataset_id} is used by {len(busy)} queued or running job(s); "
+                           "cancel them or wait for them to finish", {"jobs": busy})
+        key = ds.storage_key
+        session.delete(ds)
+    store.delete(key)

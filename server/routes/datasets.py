@@ -1,0 +1,149 @@
+"""Datasets: upload (CSV or Parquet), list, detail with schema and profile, schema correction,
+download, delete."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core import datasets
+from core.artifacts import ArtifactStore
+from ml.schema import DatasetSchema, SchemaError
+from ml.tabular_io import TableError
+from server.deps import DbSession, Operator, Viewer
+from server.errors import ApiError
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+CSV_CHUNK_ROWS = 50_000
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str
+    name: str
+    kind: str
+    rows: int
+    columns: list[str]
+    schema_: dict[str, Any] = Field(alias="schema", serialization_alias="schema")
+    sha256: str
+    size_bytes: int
+    source_filename: str | None
+    source_format: dict[str, Any] | None
+    lineage: dict[str, Any] | None
+    created_by: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatasetDetail(DatasetOut):
+    profile: dict[str, Any]
+
+
+class DatasetPage(BaseModel):
+    items: list[DatasetOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class SchemaPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    schema_: DatasetSchema = Field(alias="schema")
+
+
+def _store(request: Request) -> ArtifactStore:
+    return request.app.state.artifacts
+
+
+def _schema_error(exc: SchemaError) -> ApiError:
+    return ApiError(422, "invalid_schema", exc.message, {"field": f"schema.{exc.field}", **exc.details})
+
+
+def _parse_schema(raw: str | None) -> DatasetSchema | None:
+    if raw is None or not raw.strip():
+        return None
+    try:
+        return DatasetSchema.model_validate(json.loads(raw))
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, "validation_error", f"schema: not valid JSON ({exc.msg} at {exc.pos})",
+                       {"errors": [{"field": "form.schema", "message": exc.msg, "type": "json_invalid"}]}) from exc
+    except ValidationError as exc:
+        errors = [{"field": "form.schema." + ".".join(str(p) for p in e["loc"]), "message": e["msg"],
+                   "type": e["type"]} for e in exc.errors()]
+        raise ApiError(422, "validation_error", f"{errors[0]['field']}: {errors[0]['message']}",
+                       {"errors": errors}) from exc
+
+
+@router.post("", status_code=201, response_model=DatasetDetail, summary="Upload a CSV or Parquet file")
+def upload(request: Request, who: Operator, file: Annotated[UploadFile, File(description="CSV or Parquet")],
+           name: Annotated[str, Form(min_length=1, max_length=200)],
+           schema: Annotated[str | None, Form(description="JSON DatasetSchema; roles not given are inferred")] = None,
+           ) -> DatasetDetail:
+    given = _parse_schema(schema)
+    store = _store(request)
+    with store.scratch() as tmp:
+        upload_path = tmp / "upload"
+        with open(upload_path, "wb") as out:  # already spooled to disk by the multipart parser
+            shutil.copyfileobj(file.file, out, 1024 * 1024)
+        try:
+            ds = datasets.create(upload=upload_path, filename=file.filename, name=name.strip(), given=given,
+                                 created_by=who.name, store=store, db_url=request.app.state.db_url)
+        except TableError as exc:
+            raise ApiError(422, exc.code, f"file: {exc.message}", {"field": "file", **exc.details}) from exc
+        except SchemaError as exc:
+            raise _schema_error(exc) from exc
+    return DatasetDetail.model_validate(ds)
+
+
+@router.get("", response_model=DatasetPage, summary="List datasets, newest first")
+def list_datasets(session: DbSession, _: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 50,
+                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> DatasetPage:
+    items, total = datasets.list_page(session, limit=limit, offset=offset)
+    return DatasetPage(items=[DatasetOut.model_validate(d) for d in items], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{dataset_id}", response_model=DatasetDetail, summary="A dataset with its schema and profile")
+def get_dataset(dataset_id: str, session: DbSession, _: Viewer) -> DatasetDetail:
+    return DatasetDetail.model_validate(datasets.get(session, dataset_id))
+
+
+@router.patch("/{dataset_id}", response_model=DatasetDetail, summary="Correct the schema (re-checked, re-profiled)")
+def patch_schema(dataset_id: str, body: SchemaPatch, request: Request, _: Operator) -> DatasetDetail:
+    try:
+        ds = datasets.update_schema(dataset_id, body.schema_, _store(request), request.app.state.db_url)
+    except SchemaError as exc:
+        raise _schema_error(exc) from exc
+    return DatasetDetail.model_validate(ds)
+
+
+@router.get("/{dataset_id}/download", summary="Download as CSV or Parquet")
+async def download(dataset_id: str, request: Request, session: DbSession, _: Viewer,
+                   format: Annotated[Literal["csv", "parquet"], Query()] = "csv") -> Any:
+    ds = await run_in_threadpool(datasets.get, session, dataset_id)
+    store = _store(request)
+    stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ds.name)[:80] or ds.id
+    if format == "parquet":
+        return FileResponse(store.path(ds.storage_key), media_type="application/vnd.apache.parquet",
+                            filename=f"{stem}.parquet")
+    frame = await run_in_threadpool(datasets.load_frame, ds, store)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(frame), CSV_CHUNK_ROWS):
+            part = frame.iloc[start:start + CSV_CHUNK_ROWS]
+            yield part.to_csv(index=False, header=start == 0).encode("utf-8")
+
+    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
+                             headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
+
+
+@router.delete("/{dataset_id}", status_code=204, summary="Delete (refused while a job uses it)")
+def delete_dataset(dataset_id: str, request: Request, _: Operator) -> None:
+    datasets.delete(dataset_id, _store(request), request.app.state.db_url)
