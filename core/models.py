@@ -156,3 +156,40 @@ class Dataset(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     __table_args__ = (Index("ix_datasets_created", "created_at"),)
+
+
+class Model(Base):
+    """A trained model in the registry; its file lives in the artifact store under `storage_key`."""
+
+    __tablename__ = "models"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(16))  # failure | rul | tvae
+    name: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    dataset_id: Mapped[str | None] = mapped_column(String(32))
+    dataset_sha256: Mapped[str | None] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    feature_names: Mapped[list[str]] = mapped_column(JSONType)
+    library_versions: Mapped[dict[str, str]] = mapped_column(JSONType)
+    storage_key: Mapped[str] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ux_models_name_version", "name", "version", unique=True),
+                      Index("ix_models_kind_created", "kind", "created_at"))
+
+
+class ModelAlias(Base):
+    """`production`, `staging`…: at most one model per (name, alias)."""
+
+    __tablename__ = "model_aliases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(32), ForeignKey("models.id", ondelete="CASCADE"))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

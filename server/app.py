@@ -15,11 +15,13 @@ from core.artifacts import ArtifactStore
 from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
 from core.logs import configure_logging
+from core.registry import ModelCache
 from core.settings import Settings, get_settings
 from server.errors import BodySizeLimit, RequireBearerFirst, install_error_handlers
 from server.routes import datasets as datasets_routes
 from server.routes import health, tokens
 from server.routes import jobs as jobs_routes
+from server.routes import models as models_routes
 
 log = logging.getLogger("pm.api")
 
@@ -88,6 +90,7 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.state.broker_url = settings.broker_url()
     app.state.dispatcher = dispatcher
     app.state.artifacts = ArtifactStore(settings.artifacts)
+    app.state.models = ModelCache(app.state.artifacts)
     app.state.principals = PrincipalCache(ttl_s=settings.token_cache_seconds)
     app.state.dispatch_log = dispatch_log if maintenance else None
     app.state.committer = jobs.GroupCommitter(settings.db_url)
@@ -96,6 +99,7 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.include_router(jobs_routes.router)
     app.include_router(tokens.router)
     app.include_router(datasets_routes.router)
+    app.include_router(models_routes.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
                        overrides={("POST", "/api/v1/datasets"): (settings.dataset_max_bytes, "DATASET_MAX_BYTES")})
     app.add_middleware(RequireBearerFirst)  # added last = runs first

@@ -1,0 +1,122 @@
+"""The model registry: versioned models per name, movable aliases, files in the artifact store.
+
+A model file is only ever unpickled after its SHA-256 matches the one the registry recorded when
+it was saved: a file swapped or corrupted in a shared artifact store is refused, never loaded.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import threading
+from collections import OrderedDict
+from typing import Any
+
+import joblib
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from core.artifacts import ArtifactStore, sha256_file
+from core.db import session_scope
+from core.jobs import JobError
+from core.models import Model, ModelAlias, new_id, utcnow
+
+LIBRARIES = ("scikit-learn", "lightgbm", "numpy", "pandas", "sdv", "torch")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = importlib.metadata.version(lib)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def register(obj: Any, *, kind: str, name: str, params: dict[str, Any], metrics: dict[str, Any],
+             feature_names: list[str], dataset_id: str | None, dataset_sha256: str | None, job_id: str | None,
+             created_by: str | None, store: ArtifactStore, db_url: str | None = None) -> Model:
+    model_id = new_id()
+    key = f"models/{model_id}.joblib"
+    with store.scratch() as tmp:
+        staged = tmp / "model.joblib"
+        joblib.dump(obj, staged, compress=3)
+        digest, size = store.put(key, staged)
+    for _ in range(5):  # two registrations of one name can race for the next version number
+        try:
+            with session_scope(db_url) as session:
+                version = (session.scalar(select(func.max(Model.version)).where(Model.name == name)) or 0) + 1
+                row = Model(id=model_id, kind=kind, name=name, version=version, dataset_id=dataset_id,
+                            dataset_sha256=dataset_sha256, params=params, metrics=metrics,
+                            feature_names=feature_names, library_versions=library_versions(), storage_key=key,
+                            sha256=digest, size_bytes=size, job_id=job_id, created_by=created_by)
+                session.add(row)
+            return row
+        except IntegrityError:
+            continue
+        except BaseException:
+            store.delete(key)
+            raise
+    store.delete(key)
+    raise RuntimeError(f"could not allocate a version for model name {name!r}")
+
+
+def resolve(session: Session, ref: str) -> Model:
+    """A model by id, or by `name@alias` / `name:version`."""
+    model = None
+    if "@" in ref:
+        name, alias = ref.rsplit("@", 1)
+        link = session.get(ModelAlias, (name, alias))
+        model = session.get(Model, link.model_id) if link else None
+    elif ":" in ref:
+        name, _, version = ref.rpartition(":")
+        if version.isdigit():
+            model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
+    elif len(ref) == 32 and ref.isalnum():
+        model = session.get(Model, ref)
+    if model is None:
+        raise JobError("not_found", f"no model {ref!r} (use its id, name@alias or name:version)", {"model": ref})
+    return model
+
+
+def aliases_of(session: Session, model_id: str) -> list[str]:
+    return sorted(session.scalars(select(ModelAlias.alias).where(ModelAlias.model_id == model_id)))
+
+
+def set_alias(model_id: str, alias: str, db_url: str | None = None) -> Model:
+    with session_scope(db_url) as session:
+        model = resolve(session, model_id)
+        link = session.get(ModelAlias, (model.name, alias))
+        if link is None:
+            session.add(ModelAlias(name=model.name, alias=alias, model_id=model.id))
+        else:
+            link.model_id, link.updated_at = model.id, utcnow()
+        return model
+
+
+class ModelCache:
+    """Loaded models by id, verified against the registry's sha256 before unpickling."""
+
+    def __init__(self, store: ArtifactStore, max_items: int = 8) -> None:
+        self.store, self.max_items = store, max_items
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, model: Model) -> Any:
+        with self._lock:
+            if model.id in self._items:
+                self._items.move_to_end(model.id)
+                return self._items[model.id]
+        path = self.store.path(model.storage_key)
+        if not path.exists():
+            raise JobError("conflict", f"model {model.id} file is missing from the artifact store", {"model_id": model.id})
+        if sha256_file(path) != model.sha256:
+            raise JobError("conflict", f"model {model.id} file does not match the sha256 the registry recorded; "
+                           "refusing to load it", {"model_id": model.id})
+        obj = joblib.load(path)
+        with self._lock:
+            self._items[model.id] = obj
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        return obj

@@ -1,0 +1,43 @@
+"""The registry refuses to unpickle a model file whose sha256 it doesn't vouch for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core import registry
+from core.artifacts import ArtifactStore
+from core.db import session_scope
+from core.jobs import JobError
+from tests.conftest import new_database
+
+
+@pytest.fixture(scope="module")
+def url(backend: str) -> Iterator[str]:
+    with new_database(backend) as u:
+        yield u
+
+
+def test_versions_aliases_and_tamper_check(url: str, tmp_path: Path) -> None:
+    store = ArtifactStore(tmp_path)
+    kw = dict(kind="failure", params={}, metrics={"f1": 0.5}, feature_names=["a"], dataset_id=None,
+              dataset_sha256=None, job_id=None, created_by="t", store=store, db_url=url)
+    m1 = registry.register({"weights": [1, 2, 3]}, name="pump", **kw)
+    m2 = registry.register({"weights": [4, 5, 6]}, name="pump", **kw)
+    assert (m1.version, m2.version) == (1, 2)
+    registry.set_alias(m1.id, "production", url)
+    registry.set_alias(m2.id, "production", url)  # moves
+    with session_scope(url, write=False) as s:
+        assert registry.resolve(s, "pump@production").id == m2.id
+        assert registry.resolve(s, "pump:1").id == m1.id
+        assert registry.aliases_of(s, m1.id) == []
+        with pytest.raises(JobError):
+            registry.resolve(s, "pump:9")
+    cache = registry.ModelCache(store)
+    assert cache.load(m1) == {"weights": [1, 2, 3]}
+    path = store.path(m2.storage_key)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # someone swapped the file
+    with pytest.raises(JobError, match="does not match the sha256"):
+        cache.load(m2)
