@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from core.artifacts import ArtifactStore, sha256_file
 from core.db import session_scope
 from core.jobs import JobError
-from core.models import Dataset, Job, new_id, utcnow
+from core.models import Dataset, Job, Model, new_id, utcnow
 from ml.datasets import ingest, reprofile
 from ml.schema import DatasetSchema
 
@@ -90,6 +90,10 @@ def delete(dataset_id: str, store: ArtifactStore, db_url: str | None = None) -> 
         if busy:
             raise JobError("conflict", f"dataset {dataset_id} is used by {len(busy)} queued or running job(s); "
                            "cancel them or wait for them to finish", {"jobs": busy})
+        trained = list(session.scalars(select(Model.id).where(Model.dataset_id == dataset_id)))
+        if trained:
+            raise JobError("conflict", f"dataset {dataset_id} is the training data of {len(trained)} registered "
+                           "model(s); it is kept so they stay reproducible", {"models": trained})
         key = ds.storage_key
         session.delete(ds)
     store.delete(key)

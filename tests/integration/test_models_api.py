@@ -75,3 +75,8 @@ def test_bad_training_and_prediction_requests(platform: Platform, trained: dict)
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "body.rows[0].Torque [Nm]"
     assert api.post(pred, json={"rows": []}).status_code == 422
     assert api.get("/api/v1/models/nope@production").status_code == 404
+
+
+def test_training_data_of_a_model_cannot_be_deleted(platform: Platform, trained: dict) -> None:
+    r = platform.api().client.delete(f"/api/v1/datasets/{trained['dataset']['id']}")
+    assert r.status_code == 409 and trained["model_id"] in r.json()["error"]["details"]["models"]
