@@ -81,7 +81,10 @@ class FailureModel:
 def train_failure_model(df: pd.DataFrame, schema: DatasetSchema, *, algorithm: str = "lightgbm", cv_folds: int = 5,
                         cost_false_alarm: float = 1.0, cost_missed_failure: float = 10.0, seed: int = 0,
                         interactions: bool = True, progress: Progress | None = None,
-                        should_stop: Callable[[], bool] | None = None) -> FailureModel:
+                        should_stop: Callable[[], bool] | None = None,
+                        oof_out: dict[str, np.ndarray] | None = None) -> FailureModel:
+    """Train with k-fold CV, then refit on all rows. `oof_out`, if given, receives the labels
+    (`y`) and out-of-fold probabilities (`p`) the metrics were computed from."""
     validate_schema(df, schema)
     if schema.target is None:
         raise ValueError("the schema has no `target` column: set it to the binary failure label")
@@ -120,6 +123,8 @@ def train_failure_model(df: pd.DataFrame, schema: DatasetSchema, *, algorithm: s
                 _, oof_modes[m][va] = _fit_predict(algorithm, seed, X_tr, ym[tr], X_va)
             done += 1
             say(done / steps, f"fold {k + 1}/{cv_folds}: mode {m}")
+    if oof_out is not None:
+        oof_out.update(y=y.copy(), p=oof.copy())
     threshold, cost = cost_threshold(y, oof, cost_false_alarm, cost_missed_failure)
     metrics = binary_metrics(y, oof, threshold)
     metrics.update(protocol=f"{protocol}, seed {seed}; features and models fitted inside each fold; threshold "
