@@ -47,7 +47,7 @@ class Expression:
         self.source = source
         self._names: dict[str, str] = {}
 
-        def placeholder(m: re.Match[str]) -> str:
+        def to_identifier(m: re.Match[str]) -> str:
             name = m.group(1)
             key = f"__c{len(self._names)}"
             for k, v in self._names.items():
@@ -57,7 +57,7 @@ class Expression:
             return key
 
         try:
-            tree = ast.parse(_BACKTICK.sub(placeholder, source), mode="eval")
+            tree = ast.parse(_BACKTICK.sub(to_identifier, source), mode="eval")
         except SyntaxError as exc:
             raise ExpressionError(f"not a valid expression: {exc.msg} (put column names in `backticks`)", source) from exc
         self._tree = tree.body
