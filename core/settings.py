@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     token_cache_seconds: float = Field(default=5.0, ge=0, description="How long the API trusts a verified token before re-reading it")
     worker_max_memory_mb: int = Field(default=4096, ge=64, description="Prefork: replace a pool child above this resident size")
     dataset_max_bytes: int = Field(default=512 * 1024**2, ge=1024, description="Largest accepted dataset upload")
+    prediction_retention_days: int = Field(default=90, ge=1, description="Stored predictions older than this are purged")
     max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 

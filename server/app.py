@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from core import jobs
+from core import jobs, predictions
 from core.artifacts import ArtifactStore
 from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
@@ -39,6 +39,8 @@ class MaintenanceLoop(threading.Thread):
         super().__init__(name="pm-maintenance", daemon=True)
         self.dispatcher, self.dispatch_log, self.db_url, self.period_s = dispatcher, dispatch_log, db_url, period_s
         self.stop_event = threading.Event()
+        self.retention_days = get_settings().prediction_retention_days
+        self.next_purge = time.monotonic()
 
     def flush(self) -> None:
         try:
@@ -58,6 +60,14 @@ class MaintenanceLoop(threading.Thread):
             out = jobs.maintenance_tick(self.dispatcher, db_url=self.db_url, outbox_delay_s=self.period_s + 3.0)
             if out["requeued"] or out["dispatched"]:
                 log.info("maintenance", extra=out)
+            if time.monotonic() >= self.next_purge:
+                self.next_purge = time.monotonic() + 3600
+                try:
+                    purged = predictions.purge(self.retention_days, self.db_url)
+                    if purged:
+                        log.info("purged old predictions", extra={"purged": purged})
+                except Exception:  # noqa: BLE001 - retried next hour
+                    log.warning("prediction purge failed", exc_info=True)
         self.flush()
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
-from core import datasets, registry
+from core import datasets, predictions, registry
 from core.models import Model
 from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
@@ -91,6 +91,13 @@ def train(body: TrainRequest, session: DbSession, submit: SubmitJob) -> JobOut:
     return JobOut.of(submit("ml.train_failure", params, kind="train_failure"))
 
 
+@router.get("/predictions/{prediction_id}", summary="A stored prediction: inputs, outputs, model version")
+def get_prediction(prediction_id: str, session: DbSession, _: Viewer) -> dict[str, Any]:
+    p = predictions.get(session, prediction_id)
+    return {"id": p.id, "model_id": p.model_id, "model_version": p.model_version, "inputs": p.inputs,
+            "outputs": p.outputs, "created_by": p.created_by, "created_at": p.created_at.isoformat()}
+
+
 @router.get("/models", response_model=ModelPage, summary="The model registry, newest first")
 def list_models(session: DbSession, _: Viewer, kind: Annotated[Literal["failure", "rul", "tvae"] | None, Query()] = None,
                 name: Annotated[str | None, Query(max_length=200)] = None,
@@ -137,8 +144,8 @@ def _frame_for(model: FailureModel, rows: list[dict[str, Any]]) -> tuple[pd.Data
     return df, warnings
 
 
-@router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows)")
-def predict(ref: str, body: PredictRequest, request: Request, session: DbSession, _: Operator) -> dict[str, Any]:
+@router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each is stored with an id")
+def predict(ref: str, body: PredictRequest, request: Request, session: DbSession, who: Operator) -> dict[str, Any]:
     m = registry.resolve(session, ref)
     session.close()
     if m.kind != "failure":
@@ -150,5 +157,8 @@ def predict(ref: str, body: PredictRequest, request: Request, session: DbSession
     modes = {name: est.predict_proba(X)[:, 1] for name, est in model.mode_estimators.items()}
     out = [{"failure_probability": float(p[i]), "failure": bool(p[i] >= model.threshold),
             "mode_probabilities": {name: float(v[i]) for name, v in modes.items()}} for i in range(len(df))]
+    ids = predictions.store(m.id, m.version, body.rows, out, who.name, request.app.state.db_url)
+    for pid, item in zip(ids, out, strict=True):
+        item["prediction_id"] = pid
     return {"model": {"id": m.id, "name": m.name, "version": m.version, "threshold": model.threshold},
             "predictions": out, "warnings": warnings, "rows": int(np.int64(len(out)))}

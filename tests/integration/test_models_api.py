@@ -55,6 +55,10 @@ def test_alias_and_predict(platform: Platform, trained: dict) -> None:
     assert set(out["predictions"][0]["mode_probabilities"]) == {"TWF", "HDF", "PWF", "OSF", "RNF"}
     assert out["predictions"][0]["failure_probability"] > out["predictions"][1]["failure_probability"]
     assert "Machine failure" in out["warnings"][0]  # whole rows from the file are fine; extras are listed
+    stored = platform.api("viewer").get(f"/api/v1/predictions/{out['predictions'][0]['prediction_id']}").json()
+    assert stored["model_id"] == trained["model_id"] and stored["inputs"]["Torque [Nm]"] == rows[0]["Torque [Nm]"]
+    assert stored["outputs"]["failure_probability"] == out["predictions"][0]["failure_probability"]
+    assert platform.api("viewer").get("/api/v1/predictions/" + "0" * 32).status_code == 404
 
 
 def test_bad_training_and_prediction_requests(platform: Platform, trained: dict) -> None:

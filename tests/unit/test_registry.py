@@ -41,3 +41,26 @@ def test_versions_aliases_and_tamper_check(url: str, tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # someone swapped the file
     with pytest.raises(JobError, match="does not match the sha256"):
         cache.load(m2)
+
+
+def test_predictions_are_stored_and_purged_after_retention(url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from core import predictions
+    from core.models import Prediction, utcnow
+
+    store = ArtifactStore(tmp_path)
+    m = registry.register({"w": 1}, kind="failure", name="fan", params={}, metrics={}, feature_names=[],
+                          dataset_id=None, dataset_sha256=None, job_id=None, created_by="t", store=store, db_url=url)
+    old, new = predictions.store(m.id, m.version, [{"x": float("nan")}, {"x": 2.0}], [{"p": 0.1}, {"p": 0.9}], "t",
+                                 db_url=url)
+    with session_scope(url) as s:
+        assert predictions.get(s, old).inputs == {"x": None}
+        s.execute(update(Prediction).where(Prediction.id == old).values(created_at=utcnow() - timedelta(days=100)))
+    assert predictions.purge(90, db_url=url) == 1
+    with session_scope(url, write=False) as s:
+        assert predictions.get(s, new).outputs == {"p": 0.9}
+        with pytest.raises(JobError):
+            predictions.get(s, old)
