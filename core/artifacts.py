@@ -57,6 +57,3 @@ class ArtifactStore:
 
     def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
-
-    def exists(self, key: str) -> bool:
-        return self.path(key).exists()

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.artifacts import ArtifactStore, sha256_file
 from core.db import session_scope
-from core.jobs import JobError
+from core.jobs import JobError, get_by_id
 from core.models import Dataset, Job, Model, new_id, utcnow
 from ml.datasets import ingest, reprofile
 from ml.schema import DatasetSchema
@@ -47,10 +47,7 @@ def create(*, upload: Path, filename: str | None, name: str, given: DatasetSchem
 
 
 def get(session: Session, dataset_id: str) -> Dataset:
-    ds = session.get(Dataset, dataset_id) if len(dataset_id) == 32 and dataset_id.isalnum() else None
-    if ds is None:
-        raise JobError("not_found", f"no dataset with id {dataset_id!r}", {"dataset_id": dataset_id})
-    return ds
+    return get_by_id(session, Dataset, dataset_id, "dataset")
 
 
 def list_page(session: Session, *, limit: int, offset: int) -> tuple[list[Dataset], int]:

@@ -18,13 +18,14 @@ All writes are single conditional UPDATEs so that several API processes and work
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
@@ -35,6 +36,7 @@ from core.models import TERMINAL_STATUSES, Job, JobEvent, UTCDateTime, new_id, u
 from core.settings import get_settings
 
 log = logging.getLogger("pm.jobs")
+T = TypeVar("T")
 
 
 class JobError(Exception):
@@ -223,12 +225,22 @@ def dispatch(job: Job, dispatcher: Dispatcher, *, db_url: str | None = None,
     return True
 
 
+ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def get_by_id(session: Session, cls: type[T], record_id: str, what: str) -> T:
+    """The row of `cls` with this id, or a `not_found` JobError naming `<what>_id`.
+
+    Ids are 32 hex digits: anything else can't exist and never reaches the database.
+    """
+    row = session.get(cls, record_id) if ID_PATTERN.match(record_id) else None
+    if row is None:
+        raise JobError("not_found", f"no {what} with id {record_id!r}", {f"{what}_id": record_id})
+    return row
+
+
 def get(session: Session, job_id: str) -> Job:
-    # Ids are 32 hex digits: anything else can't exist (and never reaches the database).
-    job = session.get(Job, job_id) if len(job_id) == 32 and all(c in "0123456789abcdef" for c in job_id) else None
-    if job is None:
-        raise JobError("not_found", f"no job with id {job_id!r}", {"job_id": job_id})
-    return job
+    return get_by_id(session, Job, job_id, "job")
 
 
 def list_jobs(session: Session, *, status: str | None = None, kind: str | None = None, queue: str | None = None,

@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.jobs import JobError
+from core.jobs import get_by_id
 from core.models import Prediction, new_id, utcnow
 
 
@@ -32,10 +32,7 @@ def store(model_id: str, model_version: int, inputs: list[dict[str, Any]], outpu
 
 
 def get(session: Session, prediction_id: str) -> Prediction:
-    p = session.get(Prediction, prediction_id) if len(prediction_id) == 32 and prediction_id.isalnum() else None
-    if p is None:
-        raise JobError("not_found", f"no prediction with id {prediction_id!r}", {"prediction_id": prediction_id})
-    return p
+    return get_by_id(session, Prediction, prediction_id, "prediction")
 
 
 def purge(retention_days: int, db_url: str | None = None) -> int:

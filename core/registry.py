@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from core.artifacts import ArtifactStore, sha256_file
 from core.db import session_scope
-from core.jobs import JobError
+from core.jobs import ID_PATTERN, JobError
 from core.models import Model, ModelAlias, new_id, utcnow
 
 LIBRARIES = ("scikit-learn", "lightgbm", "numpy", "pandas", "sdv", "torch")
@@ -73,7 +73,7 @@ def resolve(session: Session, ref: str) -> Model:
         name, _, version = ref.rpartition(":")
         if version.isdigit():
             model = session.scalar(select(Model).where(Model.name == name, Model.version == int(version)))
-    elif len(ref) == 32 and ref.isalnum():
+    elif ID_PATTERN.match(ref):
         model = session.get(Model, ref)
     if model is None:
         raise JobError("not_found", f"no model {ref!r} (use its id, name@alias or name:version)", {"model": ref})

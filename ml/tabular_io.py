@@ -9,7 +9,6 @@ with no rows, duplicated or blank column names, text in no supported encoding, r
 from __future__ import annotations
 
 import csv
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,9 +169,3 @@ def _to_plain_dtypes(df: pd.DataFrame) -> pd.DataFrame:
         else:
             out[col] = s.astype(object).where(s.notna(), None)
     return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
-
-
-def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode("utf-8")
