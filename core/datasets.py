@@ -18,6 +18,7 @@ from core.db import session_scope
 from core.jobs import JobError, get_by_id
 from core.models import Dataset, Job, Model, new_id, utcnow
 from ml.datasets import ingest, reprofile
+from ml.profile import profile_parquet
 from ml.schema import DatasetSchema
 
 
@@ -25,18 +26,38 @@ def create(*, upload: Path, filename: str | None, name: str, given: DatasetSchem
            store: ArtifactStore, db_url: str | None = None, kind: str = "uploaded",
            lineage: dict[str, Any] | None = None) -> Dataset:
     result = ingest(upload, given)
-    dataset_id = new_id()
-    key = f"datasets/{dataset_id}.parquet"
     with store.scratch() as tmp:
         staged = tmp / "data.parquet"
         result.frame.to_parquet(staged, index=False)
-        source_sha = sha256_file(upload)
-        digest, size = store.put(key, staged)
-    row = Dataset(id=dataset_id, name=name, kind=kind, storage_key=key, sha256=digest, source_sha256=source_sha,
-                  source_filename=filename, source_format=result.format.describe(), size_bytes=size,
-                  rows=len(result.frame), columns=[str(c) for c in result.frame.columns],
-                  schema=result.schema.model_dump(mode="json"), profile=result.profile, lineage=lineage,
-                  created_by=created_by)
+        return _store_and_record(
+            staged, store, db_url, name=name, kind=kind, source_sha256=sha256_file(upload), source_filename=filename,
+            source_format=result.format.describe(), rows=len(result.frame),
+            columns=[str(c) for c in result.frame.columns], schema=result.schema.model_dump(mode="json"),
+            profile=result.profile, lineage=lineage, created_by=created_by)
+
+
+def register_parquet(path: Path, *, name: str, schema: DatasetSchema, kind: str, created_by: str | None,
+                     store: ArtifactStore, lineage: dict[str, Any] | None = None,
+                     db_url: str | None = None) -> Dataset:
+    """Record a Parquet file the platform wrote itself (scored or synthetic rows). It is profiled
+    one column at a time, so a file larger than memory is fine; `path` is moved into the store."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path)
+    return _store_and_record(
+        path, store, db_url, name=name, kind=kind, source_sha256=None, source_filename=None,
+        source_format={"format": "parquet"}, rows=meta.metadata.num_rows,
+        columns=[str(c) for c in meta.schema_arrow.names], schema=schema.model_dump(mode="json"),
+        profile=profile_parquet(path, schema), lineage=lineage, created_by=created_by)
+
+
+def _store_and_record(staged: Path, store: ArtifactStore, db_url: str | None, **fields: Any) -> Dataset:
+    """Move the Parquet file into the store, then write its row; if the row can't be written the
+    file is removed again, so nothing is left half-made."""
+    dataset_id = new_id()
+    key = f"datasets/{dataset_id}.parquet"
+    digest, size = store.put(key, staged)
+    row = Dataset(id=dataset_id, storage_key=key, sha256=digest, size_bytes=size, **fields)
     try:
         with session_scope(db_url) as session:
             session.add(row)
@@ -56,12 +77,17 @@ def list_page(session: Session, *, limit: int, offset: int) -> tuple[list[Datase
     return items, session.scalar(select(func.count()).select_from(Dataset)) or 0
 
 
-def load_frame(ds: Dataset, store: ArtifactStore) -> pd.DataFrame:
+def verified_path(ds: Dataset, store: ArtifactStore) -> Path:
+    """The dataset's Parquet file, after checking it still has the sha256 recorded for it."""
     path = store.path(ds.storage_key)
-    if sha256_file(path) != ds.sha256:
-        raise JobError("conflict", f"dataset {ds.id} file does not match its recorded sha256; it was altered",
+    if not path.exists() or sha256_file(path) != ds.sha256:
+        raise JobError("conflict", f"dataset {ds.id} file is missing or does not match its recorded sha256",
                        {"dataset_id": ds.id})
-    return pd.read_parquet(path)
+    return path
+
+
+def load_frame(ds: Dataset, store: ArtifactStore) -> pd.DataFrame:
+    return pd.read_parquet(verified_path(ds, store))
 
 
 def update_schema(dataset_id: str, schema: DatasetSchema, store: ArtifactStore, db_url: str | None = None) -> Dataset:

@@ -139,7 +139,7 @@ class Dataset(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(16), default="uploaded")  # uploaded | synthetic
+    kind: Mapped[str] = mapped_column(String(16), default="uploaded")  # uploaded | synthetic | predictions
     storage_key: Mapped[str] = mapped_column(String(255))
     sha256: Mapped[str] = mapped_column(String(64))  # of the stored Parquet file
     source_sha256: Mapped[str | None] = mapped_column(String(64))  # of the file as uploaded

@@ -67,3 +67,33 @@ def curve_points(y: np.ndarray, p: np.ndarray, max_points: int = 200) -> dict[st
     frac_pos, mean_pred = calibration_curve(y, p, n_bins=10, strategy="quantile")
     return {"pr": {"precision": thin(prec), "recall": thin(rec)}, "roc": {"fpr": thin(fpr), "tpr": thin(tpr)},
             "calibration": {"predicted": [float(v) for v in mean_pred], "observed": [float(v) for v in frac_pos]}}
+
+
+def nasa_scores(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The asymmetric NASA (PHM08) score per prediction: late predictions (pred > true) cost more,
+    exp(d/10) − 1, than early ones, exp(−d/13) − 1, with d = pred − true."""
+    d = np.asarray(pred, dtype="float64") - np.asarray(true, dtype="float64")
+    return np.where(d < 0, np.expm1(-d / 13.0), np.expm1(d / 10.0))
+
+
+def regression_metrics(true: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    err = np.asarray(pred, dtype="float64") - np.asarray(true, dtype="float64")
+    return {"rmse": float(np.sqrt(np.mean(err**2))), "mae": float(np.mean(np.abs(err))),
+            "bias": float(np.mean(err)), "nasa_score": float(np.mean(nasa_scores(true, pred)))}
+
+
+def rul_curves(true: np.ndarray, pred: np.ndarray, *, seed: int = 0, max_points: int = 600,
+               bin_width: int = 10) -> dict[str, Any]:
+    """Predicted vs true (a seeded sample of points) and error by remaining life, for plotting."""
+    true, pred = np.asarray(true, dtype="float64"), np.asarray(pred, dtype="float64")
+    idx = np.random.default_rng(seed).choice(len(true), size=min(len(true), max_points), replace=False)
+    idx.sort()
+    bins = (true // bin_width).astype(int)
+    by_rul = []
+    for b in np.unique(bins):
+        sel = bins == b
+        err = pred[sel] - true[sel]
+        by_rul.append({"rul_from": int(b * bin_width), "rul_to": int((b + 1) * bin_width), "count": int(sel.sum()),
+                       "rmse": float(np.sqrt(np.mean(err**2))), "bias": float(np.mean(err))})
+    return {"predicted_vs_true": {"true": [float(v) for v in true[idx]], "predicted": [round(float(v), 3) for v in pred[idx]]},
+            "error_by_rul": by_rul}

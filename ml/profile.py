@@ -3,6 +3,8 @@ and per-failure-mode counts. Everything a user checks before training, and what 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,17 +41,28 @@ def column_profile(s: pd.Series) -> dict[str, Any]:
 
 
 def profile(df: pd.DataFrame, schema: DatasetSchema) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "rows": int(len(df)),
-        "columns": {c: column_profile(df[c]) for c in df.columns},
-    }
+    return _profile(lambda c: df[c], list(df.columns), len(df), schema)
+
+
+def profile_parquet(path: Path, schema: DatasetSchema) -> dict[str, Any]:
+    """The same profile, read one column at a time: memory stays bounded by one column."""
+    import pyarrow.parquet as pq
+
+    f = pq.ParquetFile(path)
+    return _profile(lambda c: f.read(columns=[c]).column(0).to_pandas(), list(f.schema_arrow.names),
+                    f.metadata.num_rows, schema)
+
+
+def _profile(column: Callable[[str], pd.Series], columns: list[str], rows: int,
+             schema: DatasetSchema) -> dict[str, Any]:
+    out: dict[str, Any] = {"rows": int(rows), "columns": {c: column_profile(column(c).rename(c)) for c in columns}}
     if schema.target:
-        y = df[schema.target].fillna(0).astype(int)
+        y = column(schema.target).fillna(0).astype(int)
         out["class_balance"] = {"positives": int(y.sum()), "negatives": int((1 - y).sum()),
                                 "positive_rate": float(y.mean())}
     if schema.failure_modes:
-        out["failure_modes"] = {m: int(df[m].fillna(0).astype(int).sum()) for m in schema.failure_modes}
+        out["failure_modes"] = {m: int(column(m).fillna(0).astype(int).sum()) for m in schema.failure_modes}
     if schema.unit:
-        per_unit = df.groupby(schema.unit).size()
+        per_unit = column(schema.unit).value_counts()
         out["units"] = {"count": int(per_unit.size), "rows_min": int(per_unit.min()), "rows_max": int(per_unit.max())}
     return out

@@ -71,11 +71,20 @@ class FailureModel:
     metrics: dict[str, Any]
     params: dict[str, Any] = field(default_factory=dict)
 
-    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, df: pd.DataFrame) -> pd.DataFrame:
         X = self.builder.transform(df)
         if self.algorithm == "random_forest":
             X = X.fillna(self.params.get("_medians", {})).fillna(0)
-        return self.estimator.predict_proba(X)[:, 1]
+        return X
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        return self.estimator.predict_proba(self._matrix(df))[:, 1]
+
+    def predict_with_modes(self, df: pd.DataFrame) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Failure probability per row, and each failure mode's probability."""
+        X = self._matrix(df)
+        return (self.estimator.predict_proba(X)[:, 1],
+                {m: est.predict_proba(X)[:, 1] for m, est in self.mode_estimators.items()})
 
 
 def train_failure_model(df: pd.DataFrame, schema: DatasetSchema, *, algorithm: str = "lightgbm", cv_folds: int = 5,

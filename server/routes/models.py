@@ -9,11 +9,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
 from core import datasets, predictions, registry
-from core.models import Model
+from core.models import Dataset, Model
+from ml.batch import numeric_columns, required_columns
+from ml.rul import RUL_ALGORITHMS, RulModel, time_values
 from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
 from server.errors import ApiError
@@ -26,14 +28,29 @@ MAX_PREDICT_ROWS = 10_000
 class TrainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
-    task: Literal["failure"] = Field(description="failure (RUL models are not available yet)")
-    algorithm: Literal[ALGORITHMS] = "lightgbm"  # type: ignore[valid-type]
+    task: Literal["failure", "rul"] = Field(description="failure: will it fail, and how; rul: remaining useful life "
+                                             "from run-to-failure histories (the schema needs `unit` and `time`)")
+    algorithm: Literal[ALGORITHMS] = Field(  # type: ignore[valid-type]
+        default="lightgbm", description="rul supports lightgbm and random_forest")
     cv_folds: int = Field(default=5, ge=2, le=10)
-    cost_false_alarm: float = Field(default=1.0, gt=0, le=1e6)
-    cost_missed_failure: float = Field(default=10.0, gt=0, le=1e6)
+    cost_false_alarm: float = Field(default=1.0, gt=0, le=1e6, description="failure task only")
+    cost_missed_failure: float = Field(default=10.0, gt=0, le=1e6, description="failure task only")
+    rul_cap: float | None = Field(default=125, gt=0, le=1e7, description="rul task: cap on the target "
+                                  "(piecewise-linear RUL); null for none")
+    windows: list[int] = Field(default=[5, 10, 20, 40], min_length=1, max_length=6,
+                               description="rul task: rolling-window lengths in rows")
+    settings: list[str] | None = Field(default=None, max_length=20, description="rul task: operating-setting "
+                                       "columns (default: columns named like 'setting', 'operating', 'regime')")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$",
-                             description="registry name (default: from the dataset name)")
+                             description="registry name (default: from the dataset name and task)")
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, v: list[int]) -> list[int]:
+        if any(not 2 <= w <= 1000 for w in v):
+            raise ValueError("each window must be between 2 and 1000 rows")
+        return sorted(set(v))
 
 
 class ModelOut(BaseModel):
@@ -74,21 +91,45 @@ class PredictRequest(BaseModel):
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_PREDICT_ROWS)
 
 
-@router.post("/ml/models", status_code=202, response_model=JobOut, summary="Train a failure-prediction model")
+def _registry_name(given: str | None, dataset_name: str, suffix: str) -> str:
+    return given or (re.sub(r"[^A-Za-z0-9._-]+", "-", dataset_name).strip("-")[:80] or "model") + "-" + suffix
+
+
+def _needs(ds: Dataset, role: str, why: str) -> None:
+    raise ApiError(422, "invalid_dataset", f"dataset {ds.id} has no {role} column: {why}; set schema.{role} with "
+                   f"PATCH /api/v1/datasets/{ds.id}", {"field": "body.dataset_id", "role": role})
+
+
+@router.post("/ml/models", status_code=202, response_model=JobOut, summary="Train a failure or RUL model")
 def train(body: TrainRequest, session: DbSession, submit: SubmitJob) -> JobOut:
     ds = datasets.get(session, body.dataset_id)
-    schema = ds.schema or {}
-    if not schema.get("target"):
-        raise ApiError(422, "invalid_dataset", f"dataset {ds.id} has no target column: set schema.target with "
-                       f"PATCH /api/v1/datasets/{ds.id}", {"field": "body.dataset_id"})
-    positives = (ds.profile.get("class_balance") or {}).get("positives", 0)
-    if positives < body.cv_folds:
-        raise ApiError(422, "invalid_dataset", f"dataset has {positives} failures; {body.cv_folds}-fold CV needs at "
-                       f"least {body.cv_folds}", {"field": "body.cv_folds", "positives": positives})
-    name = body.name or (re.sub(r"[^A-Za-z0-9._-]+", "-", ds.name).strip("-")[:80] or "model") + "-failure"
+    schema, profile = ds.schema or {}, ds.profile or {}
+    if body.task == "failure":
+        if not schema.get("target"):
+            _needs(ds, "target", "failure models learn from the binary failure label")
+        positives = (profile.get("class_balance") or {}).get("positives", 0)
+        if positives < body.cv_folds:
+            raise ApiError(422, "invalid_dataset", f"dataset has {positives} failures; {body.cv_folds}-fold CV needs "
+                           f"at least {body.cv_folds}", {"field": "body.cv_folds", "positives": positives})
+    else:
+        if body.algorithm not in RUL_ALGORITHMS:
+            raise ApiError(422, "invalid_request", f"algorithm {body.algorithm!r} can't fit RUL; use one of "
+                           f"{', '.join(RUL_ALGORITHMS)}", {"field": "body.algorithm"})
+        for role in ("unit", "time"):
+            if not schema.get(role):
+                _needs(ds, role, "RUL models learn from run-to-failure histories per unit, in time order")
+        units = (profile.get("units") or {}).get("count", 0)
+        if units < body.cv_folds:
+            raise ApiError(422, "invalid_dataset", f"dataset has {units} units; {body.cv_folds}-fold group CV needs "
+                           f"at least {body.cv_folds}", {"field": "body.cv_folds", "units": units})
+        unknown = [c for c in body.settings or [] if c not in ds.columns]
+        if unknown:
+            raise ApiError(422, "invalid_request", f"settings name column(s) the dataset lacks: {', '.join(unknown)}",
+                           {"field": "body.settings", "unknown": unknown})
+    name = _registry_name(body.name, ds.name, body.task)
     params = {**body.model_dump(), "name": name, "submitted_by": submit.principal.name}
     session.close()
-    return JobOut.of(submit("ml.train_failure", params, kind="train_failure"))
+    return JobOut.of(submit(f"ml.train_{body.task}", params, kind=f"train_{body.task}"))
 
 
 @router.get("/predictions/{prediction_id}", summary="A stored prediction: inputs, outputs, model version")
@@ -123,42 +164,94 @@ def set_alias(ref: str, body: AliasRequest, request: Request, session: DbSession
     return ModelOut.of(m, registry.aliases_of(session, m.id))
 
 
-def _frame_for(model: FailureModel, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
-    b = model.builder
-    needed = [*b.numeric_, *b.categorical_, *[c for e in b.derived_.values() for c in e.columns]]
-    needed = list(dict.fromkeys(needed))
+def _frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+    needed = required_columns(model)
     df = pd.DataFrame.from_records(rows)
     missing = [c for c in needed if c not in df.columns or df[c].isna().all()]
     if missing:
         raise ApiError(422, "missing_features", f"rows lack feature(s): {', '.join(missing)}",
                        {"field": "body.rows", "missing": missing, "required": needed})
-    for c in [c for c in needed if c not in b.categorical_]:
+    for c in numeric_columns(model):
         values = pd.to_numeric(df[c], errors="coerce")
         bad = df.index[values.isna() & df[c].notna()].tolist()
         if bad:
             raise ApiError(422, "invalid_feature", f"feature {c!r} must be a number; row {bad[0]} has "
                            f"{df[c].iloc[bad[0]]!r}", {"field": f"body.rows[{bad[0]}].{c}", "rows": bad[:20]})
         df[c] = values
+    if isinstance(model, RulModel):
+        for c in (model.builder.schema.unit, model.builder.schema.time):
+            gaps = df.index[df[c].isna()].tolist()
+            if gaps:
+                raise ApiError(422, "missing_features", f"every row needs {c!r} (RUL is predicted per unit from its "
+                               f"rows in time order); row {gaps[0]} has none", {"field": f"body.rows[{gaps[0]}].{c}"})
+        try:
+            time_values(df[model.builder.schema.time])
+        except ValueError as exc:
+            raise ApiError(422, "invalid_feature", str(exc), {"field": f"body.rows[].{model.builder.schema.time}"}) from None
     extra = sorted(set(df.columns) - set(needed))
-    warnings = [f"ignored column(s) not used by the model: {', '.join(extra)}"] if extra else []
+    warnings = [f"ignored column(s) not used by the model: {', '.join(map(str, extra))}"] if extra else []
     return df, warnings
 
 
-@router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each is stored with an id")
+def _load(request: Request, m: Model) -> FailureModel | RulModel:
+    if m.kind not in ("failure", "rul"):
+        raise ApiError(422, "unsupported_model", f"model {m.id} is a {m.kind} model; only failure and RUL models "
+                       "score readings", {"field": "path.ref"})
+    return request.app.state.models.load(m)
+
+
+def _jsonable_unit(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+@router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each result is stored with an id")
 def predict(ref: str, body: PredictRequest, request: Request, session: DbSession, who: Operator) -> dict[str, Any]:
     m = registry.resolve(session, ref)
     session.close()
-    if m.kind != "failure":
-        raise ApiError(422, "unsupported_model", f"model {m.id} is a {m.kind} model; only failure models predict here")
-    model: FailureModel = request.app.state.models.load(m)
+    model = _load(request, m)
     df, warnings = _frame_for(model, body.rows)
-    p = model.predict_proba(df)
-    X = model.builder.transform(df)
-    modes = {name: est.predict_proba(X)[:, 1] for name, est in model.mode_estimators.items()}
-    out = [{"failure_probability": float(p[i]), "failure": bool(p[i] >= model.threshold),
-            "mode_probabilities": {name: float(v[i]) for name, v in modes.items()}} for i in range(len(df))]
-    ids = predictions.store(m.id, m.version, body.rows, out, who.name, request.app.state.db_url)
+    info: dict[str, Any] = {"id": m.id, "name": m.name, "version": m.version, "kind": m.kind}
+    if isinstance(model, RulModel):
+        per_unit = model.predict_units(df)
+        unit_col = model.builder.schema.unit
+        out = [{"unit": _jsonable_unit(r.unit), "rul": float(r.rul), "rows": int(r.rows),
+                "last_time": float(r.last_time)} for r in per_unit.itertuples(index=False)]
+        by_unit: dict[Any, list[dict[str, Any]]] = {}
+        for row in body.rows:
+            by_unit.setdefault(row.get(unit_col), []).append(row)
+        inputs = [{"unit": item["unit"], "rows": by_unit.get(item["unit"], [])} for item in out]
+        info["rul_cap"] = model.cap
+    else:
+        p, modes = model.predict_with_modes(df)
+        out = [{"failure_probability": float(p[i]), "failure": bool(p[i] >= model.threshold),
+                "mode_probabilities": {name: float(v[i]) for name, v in modes.items()}} for i in range(len(df))]
+        inputs = body.rows
+        info["threshold"] = model.threshold
+    ids = predictions.store(m.id, m.version, inputs, out, who.name, request.app.state.db_url)
     for pid, item in zip(ids, out, strict=True):
         item["prediction_id"] = pid
-    return {"model": {"id": m.id, "name": m.name, "version": m.version, "threshold": model.threshold},
-            "predictions": out, "warnings": warnings, "rows": int(np.int64(len(out)))}
+    return {"model": info, "predictions": out, "warnings": warnings, "rows": len(body.rows)}
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dataset_id: str
+    chunk_rows: int = Field(default=100_000, ge=1_000, le=1_000_000, description="rows scored per chunk (memory bound)")
+    name: str | None = Field(default=None, max_length=200, description="name of the scored dataset")
+
+
+@router.post("/models/{ref}/batch-predictions", status_code=202, response_model=JobOut,
+             summary="Score a whole dataset in chunks; the job writes the scored rows as a new dataset")
+def batch_predictions(ref: str, body: BatchRequest, request: Request, session: DbSession,
+                      submit: SubmitJob) -> JobOut:
+    m = registry.resolve(session, ref)
+    ds = datasets.get(session, body.dataset_id)
+    model = _load(request, m)
+    missing = [c for c in required_columns(model) if c not in ds.columns]
+    if missing:
+        raise ApiError(422, "missing_features", f"dataset {ds.id} lacks column(s) the model needs: "
+                       f"{', '.join(map(str, missing))}", {"field": "body.dataset_id", "missing": missing})
+    params = {"model_id": m.id, "dataset_id": ds.id, "chunk_rows": body.chunk_rows,
+              "name": body.name or f"{ds.name} scored by {m.name} v{m.version}", "submitted_by": submit.principal.name}
+    session.close()
+    return JobOut.of(submit("ml.batch_predict", params, kind="batch_predict"))

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from core.settings import PROJECT_ROOT
 from tests.conftest import Platform
-from tests.integration.test_datasets_api import upload
 
 AI4I = PROJECT_ROOT / "data" / "samples" / "ai4i2020.csv"
-
-
-@pytest.fixture(scope="module")
-def trained(platform: Platform) -> dict:
-    ds = upload(platform, AI4I.read_bytes(), "ai4i2020.csv", "AI4I 2020").json()
-    api = platform.api()
-    r = api.post("/api/v1/ml/models", json={"dataset_id": ds["id"], "task": "failure", "cv_folds": 3})
-    assert r.status_code == 202, r.text
-    job = api.wait(r.json()["id"], timeout=300)
-    assert job["status"] == "succeeded", (job, platform.logs())
-    assert job["queue"] == "ml" and job["worker"].startswith("ml-")
-    return {"dataset": ds, "job": job, "model_id": job["result"]["model_id"]}
 
 
 def test_training_job_registers_a_model_with_honest_metrics(platform: Platform, trained: dict) -> None:
@@ -64,8 +50,10 @@ def test_alias_and_predict(platform: Platform, trained: dict) -> None:
 def test_bad_training_and_prediction_requests(platform: Platform, trained: dict) -> None:
     api = platform.api()
     ds_id = trained["dataset"]["id"]
-    r = api.post("/api/v1/ml/models", json={"dataset_id": ds_id, "task": "rul"})
+    r = api.post("/api/v1/ml/models", json={"dataset_id": ds_id, "task": "survival"})
     assert r.status_code == 422 and r.json()["error"]["details"]["errors"][0]["field"] == "body.task"
+    r = api.post("/api/v1/ml/models", json={"dataset_id": ds_id, "task": "rul"})  # AI4I has no unit histories
+    assert r.status_code == 422 and r.json()["error"]["details"]["role"] == "unit", r.text
     r = api.post("/api/v1/ml/models", json={"dataset_id": ds_id, "task": "failure", "cv_folds": 1})
     assert r.status_code == 422
     r = api.post("/api/v1/ml/models", json={"dataset_id": "0" * 32, "task": "failure"})
