@@ -13,7 +13,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.artifacts import ArtifactStore, sha256_file
+from core.artifacts import ArtifactMismatch, ArtifactStore, sha256_file
 from core.db import session_scope
 from core.jobs import JobError, get_by_id
 from core.models import Dataset, Job, Model, new_id, utcnow
@@ -79,11 +79,10 @@ def list_page(session: Session, *, limit: int, offset: int) -> tuple[list[Datase
 
 def verified_path(ds: Dataset, store: ArtifactStore) -> Path:
     """The dataset's Parquet file, after checking it still has the sha256 recorded for it."""
-    path = store.path(ds.storage_key)
-    if not path.exists() or sha256_file(path) != ds.sha256:
-        raise JobError("conflict", f"dataset {ds.id} file is missing or does not match its recorded sha256",
-                       {"dataset_id": ds.id})
-    return path
+    try:
+        return store.local(ds.storage_key, ds.sha256)
+    except ArtifactMismatch as exc:
+        raise JobError("conflict", f"dataset {ds.id}: {exc}", {"dataset_id": ds.id}) from None
 
 
 def load_frame(ds: Dataset, store: ArtifactStore) -> pd.DataFrame:

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from core.artifacts import ArtifactStore, sha256_file
+from core.artifacts import ArtifactMismatch, ArtifactStore
 from core.db import session_scope
 from core.jobs import ID_PATTERN, JobError
 from core.models import Model, ModelAlias, new_id, utcnow
@@ -108,12 +108,10 @@ class ModelCache:
             if model.id in self._items:
                 self._items.move_to_end(model.id)
                 return self._items[model.id]
-        path = self.store.path(model.storage_key)
-        if not path.exists():
-            raise JobError("conflict", f"model {model.id} file is missing from the artifact store", {"model_id": model.id})
-        if sha256_file(path) != model.sha256:
-            raise JobError("conflict", f"model {model.id} file does not match the sha256 the registry recorded; "
-                           "refusing to load it", {"model_id": model.id})
+        try:
+            path = self.store.local(model.storage_key, model.sha256)  # verified before anything is unpickled
+        except ArtifactMismatch as exc:
+            raise JobError("conflict", f"model {model.id}: {exc}", {"model_id": model.id}) from None
         obj = joblib.load(path)
         with self._lock:
             self._items[model.id] = obj

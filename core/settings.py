@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=PROJECT_ROOT / "var", description="Local state: SQLite file, embedded broker, artifacts")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite:///<DATA_DIR>/platform.db")
     redis_url: str | None = Field(default=None, description="Broker and result backend; unset means the embedded broker")
-    artifact_root: Path | None = Field(default=None, description="Where datasets and models are stored; default <DATA_DIR>/artifacts")
+    artifact_root: str | None = Field(default=None, description="Where datasets and models are stored: a directory or "
+                                      "an fsspec URL (s3://bucket/prefix); default <DATA_DIR>/artifacts")
 
     api_host: str = "127.0.0.1"
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -57,10 +58,10 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 
-    @field_validator("data_dir", "artifact_root", mode="after")
+    @field_validator("data_dir", mode="after")
     @classmethod
-    def _absolute(cls, v: Path | None) -> Path | None:
-        return v.expanduser().resolve() if v is not None else None
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
@@ -81,8 +82,13 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'platform.db'}"
 
     @property
-    def artifacts(self) -> Path:
-        return self.artifact_root or self.data_dir / "artifacts"
+    def artifacts(self) -> str | Path:
+        """The artifact store root: an absolute directory, or an fsspec URL as given."""
+        if not self.artifact_root:
+            return self.data_dir / "artifacts"
+        if "://" in self.artifact_root:
+            return self.artifact_root
+        return Path(self.artifact_root).expanduser().resolve()
 
     @property
     def run_dir(self) -> Path:

@@ -176,6 +176,8 @@ class Platform:
                     "HEARTBEAT_SECONDS": "1", "STALE_JOB_SECONDS": "5", "MAINTENANCE_SECONDS": "0.5",
                     "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
                     "MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "DATASET_MAX_BYTES": str(2 * 1024 * 1024)}
+        if backend_of(db_url) == "postgresql":  # the production shape: artifacts behind an fsspec URL
+            self.env["ARTIFACT_ROOT"] = f"file://{self.dir / 'artifacts'}"
         self.api_proc = Proc(f"api-{tag}", ["api", "--port", str(self.port)], self.env, self.dir)
         self.workers: dict[str, Proc] = {}
         self.queues = queues

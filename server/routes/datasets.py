@@ -131,7 +131,8 @@ async def download(dataset_id: str, request: Request, session: DbSession, _: Vie
     store = _store(request)
     stem = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in ds.name)[:80] or ds.id
     if format == "parquet":
-        return FileResponse(store.path(ds.storage_key), media_type="application/vnd.apache.parquet",
+        path = await run_in_threadpool(datasets.verified_path, ds, store)
+        return FileResponse(path, media_type="application/vnd.apache.parquet",
                             filename=f"{stem}.parquet")
     frame = await run_in_threadpool(datasets.load_frame, ds, store)
 

@@ -37,7 +37,7 @@ def test_versions_aliases_and_tamper_check(url: str, tmp_path: Path) -> None:
             registry.resolve(s, "pump:9")
     cache = registry.ModelCache(store)
     assert cache.load(m1) == {"weights": [1, 2, 3]}
-    path = store.path(m2.storage_key)
+    path = tmp_path / m2.storage_key
     path.write_bytes(path.read_bytes()[:-1] + b"\x00")  # someone swapped the file
     with pytest.raises(JobError, match="does not match the sha256"):
         cache.load(m2)
