@@ -10,6 +10,7 @@ outputs, `predicted_*` columns.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -114,6 +115,24 @@ def score_parquet(model: FailureModel | RulModel, src: Path, dst: Path, *, chunk
     stop = should_stop or (lambda: False)
     proc = psutil.Process()
     peak = proc.memory_info().rss
+    sampling = threading.Event()
+
+    def sample() -> None:  # resident memory every 50 ms: the peak inside a chunk, not only between chunks
+        nonlocal peak
+        while not sampling.wait(0.05):
+            peak = max(peak, proc.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, name="batch-rss", daemon=True)
+    sampler.start()
+    try:
+        return _score(model, src, dst, chunk_rows, say, stop, lambda: max(peak, proc.memory_info().rss))
+    finally:
+        sampling.set()
+        sampler.join()
+
+
+def _score(model: FailureModel | RulModel, src: Path, dst: Path, chunk_rows: int, say: Progress,
+           stop: Callable[[], bool], peak_rss: Callable[[], int]) -> BatchResult:
     source = pq.ParquetFile(src)
     total = source.metadata.num_rows
     needed = required_columns(model)
@@ -154,8 +173,7 @@ def score_parquet(model: FailureModel | RulModel, src: Path, dst: Path, *, chunk
             writer.write_table(table)
             done += len(chunk)
             chunks += 1
-            peak = max(peak, proc.memory_info().rss)
             say(done / max(total, 1), f"scored {done:,} of {total:,} rows")
     seconds = time.perf_counter() - started
     return BatchResult(rows=done, chunks=chunks, seconds=seconds, rows_per_second=done / seconds if seconds else 0.0,
-                       peak_rss_mb=peak / 2**20, coerced_values=coerced)
+                       peak_rss_mb=peak_rss() / 2**20, coerced_values=coerced)

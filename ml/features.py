@@ -58,14 +58,17 @@ class FeatureBuilder:
     def _column(self, df: pd.DataFrame, name: str) -> np.ndarray:
         if name in self.derived_:
             return self.derived_[name].evaluate(df).to_numpy(dtype="float64")
-        return pd.to_numeric(df[name], errors="coerce").to_numpy(dtype="float64")
+        s = df[name]
+        if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            return s.to_numpy(dtype="float64", na_value=np.nan)
+        return pd.to_numeric(s, errors="coerce").to_numpy(dtype="float64")
 
     def transform(self, df: pd.DataFrame) -> pd.DataFrame:
-        cols: list[np.ndarray] = [self._column(df, c) for c in [*self.numeric_, *self.derived_]]
+        base = {c: self._column(df, c) for c in [*self.numeric_, *self.derived_]}
+        cols: list[np.ndarray] = list(base.values())
         for c in self.categorical_:
             values = df[c].astype(str).to_numpy()
             cols += [(values == lvl).astype("float64") for lvl in self.levels_[c]]
-        base = {c: self._column(df, c) for c in {x for pair in self.pairs_ for x in pair}}
         cols += [base[a] * base[b] for a, b in self.pairs_]
         cols += [base[a] - base[b] for a, b in self.pairs_]
         with np.errstate(all="ignore"):

@@ -27,6 +27,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from ml.evaluation import regression_metrics, rul_curves
+from ml.fitting import FitStopped, fit_cancellable
 from ml.schema import DatasetSchema, validate_schema
 
 SETTING_NAME = re.compile(r"(setting|op[\s_-]?cond|operating|regime)", re.IGNORECASE)
@@ -34,7 +35,7 @@ RUL_ALGORITHMS = ("lightgbm", "random_forest")
 Progress = Callable[[float, str], None]
 
 
-class RulStopped(Exception):
+class RulStopped(FitStopped):
     pass
 
 
@@ -223,16 +224,7 @@ def make_regressor(algorithm: str, seed: int) -> Any:
 
 
 def _fit(algorithm: str, seed: int, X: pd.DataFrame, y: np.ndarray, stop: Callable[[], bool]) -> Any:
-    est = make_regressor(algorithm, seed)
-    if algorithm == "lightgbm":
-        def check(_env: Any) -> None:  # cancellable between trees
-            if stop():
-                raise RulStopped()
-
-        est.fit(X, y, callbacks=[check])
-    else:
-        est.fit(X, y)
-    return est
+    return fit_cancellable(make_regressor(algorithm, seed), X, y, stop)
 
 
 @dataclass

@@ -11,13 +11,14 @@ from core.artifacts import ArtifactStore
 from core.db import session_scope
 from core.models import Dataset, Model
 from ml.batch import BatchStopped, output_columns, score_parquet
-from ml.rul import RulStopped, train_rul_model
+from ml.fitting import FitStopped
+from ml.rul import train_rul_model
 from ml.schema import DatasetSchema
-from ml.training import TrainingStopped, train_failure_model
+from ml.training import train_failure_model
 from tasks.base import JobCancelled, JobContext, LoggingTask
 from tasks.system import ping_job
 
-STOPPED = (TrainingStopped, RulStopped, BatchStopped)
+STOPPED = (FitStopped, BatchStopped)  # TrainingStopped and RulStopped are FitStopped
 
 
 @app.task(name="ml.ping", base=LoggingTask, bind=True)

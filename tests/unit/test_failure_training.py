@@ -95,3 +95,24 @@ def test_alternative_algorithms(ai4i: pd.DataFrame, algorithm: str) -> None:
     sample = pd.concat([ai4i[ai4i["Machine failure"] == 1], ai4i[ai4i["Machine failure"] == 0].head(1500)])
     m = train_failure_model(sample, infer_schema(sample), algorithm=algorithm, cv_folds=3).metrics
     assert m["pr_auc"] > 0.6 and m["threshold"] > 0
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "random_forest"])
+def test_fits_stop_between_trees_and_stepwise_forests_equal_one_fit(algorithm: str, ai4i: pd.DataFrame) -> None:
+    from ml.fitting import FitStopped, fit_cancellable
+    from ml.training import make_estimator
+
+    X = FeatureBuilder(infer_schema(ai4i), interactions=False).fit_transform(ai4i.iloc[:2000]).fillna(0)
+    y = ai4i["Machine failure"].iloc[:2000].to_numpy()
+    calls = []
+
+    def stop_on_third() -> bool:
+        calls.append(1)
+        return len(calls) >= 3
+
+    with pytest.raises(FitStopped):
+        fit_cancellable(make_estimator(algorithm, 0, float(y.mean())), X, y, stop_on_third)
+    assert len(calls) == 3  # stopped inside the fit: after 3 boosting rounds / 3 batches of trees
+    stepwise = fit_cancellable(make_estimator(algorithm, 0, float(y.mean())), X, y, lambda: False)
+    whole = make_estimator(algorithm, 0, float(y.mean())).fit(X, y)
+    np.testing.assert_allclose(stepwise.predict_proba(X), whole.predict_proba(X))
