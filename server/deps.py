@@ -6,10 +6,11 @@ Routes declare what they need with the `Annotated` aliases at the bottom, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -22,19 +23,35 @@ from server.errors import ApiError
 bearer = HTTPBearer(auto_error=False, description="API token from `python -m server token create`")
 
 
-def db_session(request: Request) -> Iterator[Session]:
+async def db_session(request: Request) -> AsyncIterator[Session]:
+    # Dependencies here are async on purpose: a sync dependency costs a thread-pool round trip each
+    # (several per request); only work that may block (the database) is sent to a thread.
     session = new_session(request.app.state.db_url)
     try:
         yield session
     finally:
-        session.close()
+        if session.in_transaction():
+            await run_in_threadpool(session.close)  # returning a connection may talk to the server
+        else:
+            session.close()
 
 
 DbSession = Annotated[Session, Depends(db_session)]
 
 
-def current_principal(request: Request, session: DbSession,
-                      creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
+def _authenticate(request: Request, session: Session, token: str) -> auth.Principal | None:
+    principal = auth.authenticate(session, token)
+    session.rollback()  # end the read transaction now; the route may run long (SSE)
+    if principal is not None:
+        request.app.state.principals.put(token, principal)
+        if request.app.state.principals.due_for_touch(principal.token_id):
+            with session_scope(request.app.state.db_url) as w:
+                auth.touch(w, principal.token_id)
+    return principal
+
+
+async def current_principal(request: Request, session: DbSession,
+                            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
     challenge = {"WWW-Authenticate": "Bearer"}
     if creds is None or not creds.credentials:
         raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
@@ -42,13 +59,7 @@ def current_principal(request: Request, session: DbSession,
     cache: auth.PrincipalCache = request.app.state.principals
     principal = cache.get(creds.credentials)
     if principal is None:
-        principal = auth.authenticate(session, creds.credentials)
-        session.rollback()  # end the read transaction now; the route may run long (SSE)
-        if principal is not None:
-            cache.put(creds.credentials, principal)
-            if cache.due_for_touch(principal.token_id):
-                with session_scope(request.app.state.db_url) as w:
-                    auth.touch(w, principal.token_id)
+        principal = await run_in_threadpool(_authenticate, request, session, creds.credentials)
     if principal is None:
         raise ApiError(401, "unauthorized", "token is unknown or revoked", headers=challenge)
     request.state.principal = principal
@@ -56,7 +67,7 @@ def current_principal(request: Request, session: DbSession,
 
 
 def require(role: str) -> Any:
-    def check(principal: Annotated[auth.Principal, Depends(current_principal)]) -> auth.Principal:
+    async def check(principal: Annotated[auth.Principal, Depends(current_principal)]) -> auth.Principal:
         if not principal.has(role):
             raise ApiError(403, "forbidden", f"this action needs the '{role}' role; token '{principal.name}' "
                            f"has '{principal.role}'", {"required_role": role, "token_role": principal.role})
@@ -92,7 +103,7 @@ class JobSubmitter:
                            committer=self.state.committer)
 
 
-def job_submitter(request: Request, principal: Operator) -> JobSubmitter:
+async def job_submitter(request: Request, principal: Operator) -> JobSubmitter:
     return JobSubmitter(request, principal)
 
 

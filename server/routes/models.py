@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import func, select
 
@@ -172,6 +173,8 @@ def _frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tu
         raise ApiError(422, "missing_features", f"rows lack feature(s): {', '.join(missing)}",
                        {"field": "body.rows", "missing": missing, "required": needed})
     for c in numeric_columns(model):
+        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
+            continue  # JSON numbers: nothing to check
         values = pd.to_numeric(df[c], errors="coerce")
         bad = df.index[values.isna() & df[c].notna()].tolist()
         if bad:
@@ -205,9 +208,8 @@ def _jsonable_unit(v: Any) -> Any:
 
 
 @router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each result is stored with an id")
-def predict(ref: str, body: PredictRequest, request: Request, session: DbSession, who: Operator) -> dict[str, Any]:
-    m = registry.resolve(session, ref)
-    session.close()
+def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> Response:
+    m = request.app.state.models.row(ref, request.app.state.db_url)
     model = _load(request, m)
     df, warnings = _frame_for(model, body.rows)
     info: dict[str, Any] = {"id": m.id, "name": m.name, "version": m.version, "kind": m.kind}
@@ -230,7 +232,8 @@ def predict(ref: str, body: PredictRequest, request: Request, session: DbSession
     ids = predictions.store(m.id, m.version, inputs, out, who.name, request.app.state.db_url)
     for pid, item in zip(ids, out, strict=True):
         item["prediction_id"] = pid
-    return {"model": info, "predictions": out, "warnings": warnings, "rows": len(body.rows)}
+    payload = {"model": info, "predictions": out, "warnings": warnings, "rows": len(body.rows)}
+    return Response(json.dumps(payload, allow_nan=False), media_type="application/json")  # plain JSON types only
 
 
 class BatchRequest(BaseModel):
