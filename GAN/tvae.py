@@ -30,6 +30,7 @@ from ml.expressions import Expression
 from ml.schema import DatasetSchema
 
 TABLE = "table"
+NORMAL, NO_MODE = "normal", "no mode"
 Progress = Callable[[float, str, dict[str, Any]], None]
 
 
@@ -104,6 +105,7 @@ class TvaeGenerator:
     real_failure_rate: float | None
     real_mode_rates: dict[str, float]
     params: dict[str, Any]
+    failure_strata: dict[str, int] = field(default_factory=dict)  # real failures per stratum
     loss_curve: list[float] = field(default_factory=list)
     training_seconds: float = 0.0
     device: str = "cpu"
@@ -112,43 +114,75 @@ class TvaeGenerator:
     def target(self) -> str | None:
         return self.schema.get("target")
 
-    def sample(self, rows: int, *, failure_rate: float | None = None, seed: int = 0,
-               budget_factor: int = 200, batch_rows: int = 10_000) -> pd.DataFrame:
+    def strata(self, frame: pd.DataFrame) -> pd.Series:
+        """Each row's stratum: `normal`, or for a failure its first flagged mode (schema order) or `no mode`."""
+        target = self.target
+        failed = pd.to_numeric(frame[target], errors="coerce").fillna(0).round().astype(int) == 1
+        out = pd.Series(np.where(failed, NO_MODE, NORMAL), index=frame.index, dtype=object)
+        for m in reversed(list(self.real_mode_rates)):  # the first mode in schema order wins
+            flagged = pd.to_numeric(frame[m], errors="coerce").fillna(0).round().astype(int) == 1
+            out[failed & flagged] = m
+        return out
+
+    def quotas(self, rows: int, failure_rate: float | None = None,
+               mode_counts: dict[str, int] | None = None) -> dict[str, int]:
+        """Rows wanted per stratum. Default: the real failure rate, split over modes as the real
+        failures were. `failure_rate` changes the failure total (same split); `mode_counts` fixes
+        the count of the named modes, the rest of the failures keep the real split."""
+        rate = self.real_failure_rate if failure_rate is None else failure_rate
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError("failure_rate must be within [0, 1]")
+        unknown = sorted(set(mode_counts or {}) - set(self.failure_strata))
+        if unknown:
+            raise ValueError(f"unknown failure mode(s) {unknown}; the generator knows {sorted(self.failure_strata)}")
+        failures = int(round(rows * rate))
+        fixed = {m: int(c) for m, c in (mode_counts or {}).items()}
+        if sum(fixed.values()) > failures:
+            failures = sum(fixed.values()) if failure_rate is None else failures
+        if sum(fixed.values()) > failures or failures > rows:
+            raise ValueError(f"mode_counts ask for {sum(fixed.values())} failure rows, more than the "
+                             f"{min(failures, rows)} the request allows")
+        free = {k: v for k, v in self.failure_strata.items() if k not in fixed}
+        total = sum(free.values())
+        left = failures - sum(fixed.values())
+        raw = {k: left * v / total for k, v in free.items()} if total else {NO_MODE: float(left)}
+        split = {k: int(x) for k, x in raw.items()}
+        for k in sorted(raw, key=lambda k: raw[k] - split[k], reverse=True)[: left - sum(split.values())]:
+            split[k] += 1  # largest remainders, so the counts add up exactly
+        return {NORMAL: rows - failures, **fixed, **split}
+
+    def sample(self, rows: int, *, failure_rate: float | None = None, mode_counts: dict[str, int] | None = None,
+               seed: int = 0, budget_factor: int = 200, batch_rows: int = 10_000) -> pd.DataFrame:
         """`rows` synthetic rows. With a target column, failures make up `failure_rate` of them
-        (default: the real rate), kept by rejection from at most `budget_factor` × rows draws."""
+        (default: the real rate) with the real split over modes (or `mode_counts`), kept by
+        rejection from at most `budget_factor` × rows generated rows."""
         if rows <= 0:
             raise ValueError("rows must be positive")
         _seed_everything(seed)
         self.synthesizer.reset_sampling()
-        target = self.target
-        if target is None:
+        if self.target is None:
             return self._generate(rows).reset_index(drop=True)
-        rate = self.real_failure_rate if failure_rate is None else failure_rate
-        if not 0.0 <= rate <= 1.0:
-            raise ValueError("failure_rate must be within [0, 1]")
-        want = {1: int(round(rows * rate))}
-        want[0] = rows - want[1]
-        kept: dict[int, list[pd.DataFrame]] = {0: [], 1: []}
-        have = {0: 0, 1: 0}
+        want = self.quotas(rows, failure_rate, mode_counts)
+        kept: list[pd.DataFrame] = []
+        have = dict.fromkeys(want, 0)
         drawn = 0
-        while any(have[k] < want[k] for k in (0, 1)):
+        while any(have[k] < want[k] for k in want):
             if drawn >= budget_factor * rows:
-                short = [k for k in (0, 1) if have[k] < want[k]]
-                label = "failure" if 1 in short else "normal"
+                short = {k: f"{have[k]:,} of {want[k]:,}" for k in want if have[k] < want[k]}
+                kinds = "normal" if list(short) == [NORMAL] else "failure"
                 raise SamplingBudgetExceeded(
-                    f"after {drawn:,} generated rows only {have[1]:,} of {want[1]:,} failure rows and {have[0]:,} of "
-                    f"{want[0]:,} normal rows: the generator rarely produces {label} rows; train with more epochs "
-                    f"or ask for a failure_rate nearer the generator's own")
+                    f"after {drawn:,} generated rows some strata are short ({short}): the generator rarely produces "
+                    f"those {kinds} rows; train with more epochs or ask for counts nearer the generator's own")
             batch = self._generate(batch_rows)
             drawn += len(batch)
-            labels = pd.to_numeric(batch[target], errors="coerce").fillna(0).round().astype(int).clip(0, 1)
-            for k in (0, 1):
+            labels = self.strata(batch)
+            for k in want:
                 need = want[k] - have[k]
                 if need > 0:
                     part = batch[labels == k].head(need)
-                    kept[k].append(part)
+                    kept.append(part)
                     have[k] += len(part)
-        out = pd.concat([*kept[0], *kept[1]], ignore_index=True)
+        out = pd.concat(kept, ignore_index=True)
         return out.sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
     def _generate(self, n: int) -> pd.DataFrame:
@@ -213,10 +247,13 @@ def train_tvae(df: pd.DataFrame, schema: DatasetSchema, *, epochs: int = 300, ba
     rate = float(pd.to_numeric(data[target], errors="coerce").fillna(0).mean()) if target else None
     modes = {m: float(pd.to_numeric(data[m], errors="coerce").fillna(0).mean())
              for m in schema.failure_modes if m in columns}
+    gen = TvaeGenerator(synthesizer=synth, columns=columns, schema=schema.model_dump(mode="json"),
+                        real_failure_rate=rate, real_mode_rates=modes, params={})
+    strata = gen.strata(data).value_counts() if target else pd.Series(dtype=int)
+    gen.failure_strata = {str(k): int(v) for k, v in strata.items() if k != NORMAL}
     params = {"epochs": epochs, "batch_size": batch_size, "embedding_dim": embedding_dim,
               "compress_dims": list(compress_dims), "decompress_dims": list(decompress_dims), "seed": seed,
               "enable_gpu": enable_gpu, "failure_share_in_training": failure_share if target else None,
               "training_rows": len(train), "columns_left_out": [c for c in df.columns if c not in columns]}
-    return TvaeGenerator(synthesizer=synth, columns=columns, schema=schema.model_dump(mode="json"),
-                         real_failure_rate=rate, real_mode_rates=modes, params=params, loss_curve=curve,
-                         training_seconds=seconds, device="cuda" if gpu else "cpu")
+    gen.params, gen.loss_curve, gen.training_seconds, gen.device = params, curve, seconds, "cuda" if gpu else "cpu"
+    return gen

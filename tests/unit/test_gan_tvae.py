@@ -48,6 +48,16 @@ def test_samples_keep_the_real_failure_rate_or_the_one_asked_for(generator) -> N
     boosted = generator.sample(1000, failure_rate=0.2, seed=1)
     assert int(boosted["Machine failure"].sum()) == 200
     assert set(boosted["Type"]) <= {"L", "M", "H"}
+    # Failures keep the real split over modes (first flagged mode per failure).
+    real = generator.failure_strata
+    got = generator.strata(out).value_counts().to_dict()
+    want = generator.quotas(3000)
+    assert {k: got.get(k, 0) for k in want} == want and sum(want.values()) == 3000
+    assert set(want) - {"normal"} == set(real)
+    fixed = generator.sample(500, mode_counts={"HDF": 40}, seed=2)
+    assert int((generator.strata(fixed) == "HDF").sum()) == 40
+    with pytest.raises(ValueError, match="unknown failure mode"):
+        generator.sample(10, mode_counts={"XYZ": 1})
     pd.testing.assert_frame_equal(out, generator.sample(3000, seed=1))  # same seed, same rows
     with pytest.raises(ValueError, match="failure_rate"):
         generator.sample(10, failure_rate=1.5)
@@ -66,7 +76,7 @@ def test_training_stops_within_one_epoch_and_is_reproducible(ai4i: pd.DataFrame)
     pd.testing.assert_frame_equal(a.sample(200, failure_rate=0.0, seed=1), b.sample(200, failure_rate=0.0, seed=1))
     healthy = ai4i[ai4i["Machine failure"] == 0].iloc[:1000]  # a generator that has never seen a failure
     c = train_tvae(healthy, infer_schema(ai4i), epochs=1)
-    with pytest.raises(SamplingBudgetExceeded, match="rarely produces failure rows"):
+    with pytest.raises(SamplingBudgetExceeded, match="rarely produces those failure rows"):
         c.sample(100, failure_rate=1.0, budget_factor=20, batch_rows=1000)
 
 
