@@ -5,10 +5,99 @@ from __future__ import annotations
 from typing import Any
 
 from celery_app import app
-from tasks.base import LoggingTask
+from core import datasets, registry
+from core.artifacts import ArtifactStore
+from core.db import session_scope
+from tasks.base import JobCancelled, JobContext, LoggingTask
 from tasks.system import ping_job
+
+HOLDOUT = 0.2
 
 
 @app.task(name="gan.ping", base=LoggingTask, bind=True)
 def ping(self: LoggingTask, job_id: str, seq: int) -> dict[str, Any]:
     return self.run_job(job_id, seq, ping_job)
+
+
+def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
+    from sklearn.model_selection import train_test_split
+
+    from GAN.report import evaluate
+    from GAN.tvae import GanStopped, train_tvae
+    from ml.schema import DatasetSchema
+
+    p, store = ctx.params, ArtifactStore()
+    with session_scope(write=False) as session:
+        ds = datasets.get(session, p["dataset_id"])
+    ctx.progress(0.01, f"loading dataset {ds.name}")
+    frame = datasets.load_frame(ds, store)
+    schema = DatasetSchema.model_validate(ds.schema)
+    stratify = frame[schema.target] if schema.target and frame[schema.target].sum() >= 2 else None
+    # The report's real holdout is set aside before the generator sees any data.
+    train, holdout = train_test_split(frame, test_size=HOLDOUT, stratify=stratify, random_state=p["seed"])
+    epochs = p["epochs"]
+    try:
+        gen = train_tvae(train, schema, epochs=epochs, batch_size=p["batch_size"], embedding_dim=p["embedding_dim"],
+                         compress_dims=tuple(p["compress_dims"]), decompress_dims=tuple(p["decompress_dims"]),
+                         seed=p["seed"], enable_gpu=p["enable_gpu"], should_stop=ctx.should_stop,
+                         progress=lambda f, m, x: ctx.progress(0.02 + 0.78 * f, m, metrics=x))
+    except GanStopped:
+        ctx.check()
+        raise JobCancelled("stopped") from None
+    ctx.progress(0.82, "evaluating: quality, failure rates, train-on-synthetic-test-on-real, privacy")
+    report = evaluate(gen, train, holdout, schema, seed=p["seed"])
+    metrics = {**report, "loss_curve": gen.loss_curve, "training_seconds": round(gen.training_seconds, 2),
+               "device": gen.device}
+    ctx.progress(0.98, "saving to the model registry")
+    row = registry.register(gen, kind="tvae", name=p["name"], params={**p, **gen.params}, metrics=metrics,
+                            feature_names=gen.columns, dataset_id=ds.id, dataset_sha256=ds.sha256,
+                            job_id=ctx.job_id, created_by=p.get("submitted_by"), store=store)
+    summary = {"quality": report["quality"]["overall"], "failure_rate": report["failure_rate"],
+               "tstr_ratio": (report["tstr"] or {}).get("ratio")}
+    return {"model_id": row.id, "name": row.name, "version": row.version, "metrics": summary}
+
+
+def sample_job(ctx: JobContext) -> dict[str, Any]:
+    import numpy as np
+
+    from GAN.tvae import synthetic_schema
+    from ml.schema import DatasetSchema
+
+    p, store = ctx.params, ArtifactStore()
+    with session_scope(write=False) as session:
+        row = registry.resolve(session, p["model_id"])
+    gen = registry.ModelCache(store, max_items=1).load(row)  # sha256 verified before unpickling
+    ctx.progress(0.05, f"generating {p['rows']:,} rows")
+    frame = gen.sample(p["rows"], failure_rate=p.get("failure_rate"), mode_counts=p.get("mode_counts"),
+                       seed=p["seed"])
+    schema = synthetic_schema(DatasetSchema.model_validate(gen.schema), gen.columns)
+    parts = {"all": frame}
+    if p.get("split"):
+        cuts = np.cumsum([int(round(v * len(frame))) for v in p["split"].values()])[:-1]
+        parts = dict(zip(p["split"], np.split(frame, cuts), strict=True))
+    made = {}
+    for i, (name, part) in enumerate(parts.items()):
+        ctx.progress(0.6 + 0.35 * i / len(parts), f"storing {name}: {len(part):,} rows")
+        with store.scratch() as tmp:
+            path = tmp / "synthetic.parquet"
+            part.reset_index(drop=True).to_parquet(path, index=False)
+            ds = datasets.register_parquet(
+                path, name=f"{p['name']}" + (f" ({name})" if p.get("split") else ""), schema=schema, kind="synthetic",
+                created_by=p.get("submitted_by"), store=store,
+                lineage={"generator_model_id": row.id, "generator_version": row.version,
+                         "source_dataset_id": row.dataset_id, "job_id": ctx.job_id, "seed": p["seed"],
+                         **({"split": name} if p.get("split") else {})})
+        made[name] = ds.id
+    if p.get("split"):
+        return {"dataset_ids": made, "rows": len(frame)}
+    return {"dataset_id": made["all"], "rows": len(frame)}
+
+
+@app.task(name="gan.train_tvae", base=LoggingTask, bind=True)
+def train_tvae_task(self: LoggingTask, job_id: str, seq: int) -> dict[str, Any]:
+    return self.run_job(job_id, seq, train_tvae_job)
+
+
+@app.task(name="gan.sample", base=LoggingTask, bind=True)
+def sample_task(self: LoggingTask, job_id: str, seq: int) -> dict[str, Any]:
+    return self.run_job(job_id, seq, sample_job)

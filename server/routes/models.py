@@ -72,7 +72,10 @@ class ModelOut(BaseModel):
 
     @classmethod
     def of(cls, m: Model, aliases: list[str]) -> ModelOut:
-        return cls(**{k: getattr(m, k) for k in cls.model_fields if k != "aliases"}, aliases=aliases)
+        out = cls(**{k: getattr(m, k) for k in cls.model_fields if k != "aliases"}, aliases=aliases)
+        # A generator's per-column histograms are bulky: they are served by GET /models/{ref}/report.
+        out.metrics = {k: v for k, v in out.metrics.items() if k != "histograms"}
+        return out
 
 
 class ModelPage(BaseModel):
