@@ -19,6 +19,12 @@ def ping(self: LoggingTask, job_id: str, seq: int) -> dict[str, Any]:
     return self.run_job(job_id, seq, ping_job)
 
 
+def _epoch_progress(ctx: JobContext, fraction: float, message: str, metrics: dict[str, Any], epochs: int) -> None:
+    ctx.progress(0.02 + 0.78 * fraction, message, metrics=metrics)
+    if metrics.get("epoch") == epochs:  # writes are throttled; the last epoch must not be superseded unseen
+        ctx.flush_progress()
+
+
 def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
     from sklearn.model_selection import train_test_split
 
@@ -40,7 +46,7 @@ def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
         gen = train_tvae(train, schema, epochs=epochs, batch_size=p["batch_size"], embedding_dim=p["embedding_dim"],
                          compress_dims=tuple(p["compress_dims"]), decompress_dims=tuple(p["decompress_dims"]),
                          seed=p["seed"], enable_gpu=p["enable_gpu"], should_stop=ctx.should_stop,
-                         progress=lambda f, m, x: ctx.progress(0.02 + 0.78 * f, m, metrics=x))
+                         progress=lambda f, m, x: _epoch_progress(ctx, f, m, x, epochs))
     except GanStopped:
         ctx.check()
         raise JobCancelled("stopped") from None
