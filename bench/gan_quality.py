@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--failure-share", type=float, default=None, help="share of rare-event rows per training epoch "
+                    "(default: the platform's)")
     ap.add_argument("--no-json", action="store_true")
     args = ap.parse_args()
     from sdv.metadata import Metadata
@@ -93,7 +95,8 @@ def main() -> None:
     print(f"plain SDV fit {plain_fit:.1f} s")
 
     t0 = time.perf_counter()
-    gen = train_tvae(train, schema, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    extra = {} if args.failure_share is None else {"failure_share": args.failure_share}
+    gen = train_tvae(train, schema, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, **extra)
     ours_fit = time.perf_counter() - t0
     ours_synth = gen.sample(len(train), seed=args.seed)
     ours_total = time.perf_counter() - t0

@@ -74,8 +74,12 @@ def sample_job(ctx: JobContext) -> dict[str, Any]:
         row = registry.resolve(session, p["model_id"])
     gen = registry.ModelCache(store, max_items=1).load(row)  # sha256 verified before unpickling
     ctx.progress(0.05, f"generating {p['rows']:,} rows")
+    sampling: dict[str, Any] = {}
     frame = gen.sample(p["rows"], failure_rate=p.get("failure_rate"), mode_counts=p.get("mode_counts"),
-                       seed=p["seed"])
+                       seed=p["seed"], report=sampling)
+    if sampling.get("substituted"):
+        ctx.log(f"label combinations the generator did not produce within the exact budget, filled with other "
+                f"combinations of the same failure status: {sampling['substituted']}", level="warning")
     schema = synthetic_schema(DatasetSchema.model_validate(gen.schema), gen.columns)
     parts = {"all": frame}
     if p.get("split"):
@@ -92,11 +96,13 @@ def sample_job(ctx: JobContext) -> dict[str, Any]:
                 created_by=p.get("submitted_by"), store=store,
                 lineage={"generator_model_id": row.id, "generator_version": row.version,
                          "source_dataset_id": row.dataset_id, "job_id": ctx.job_id, "seed": p["seed"],
+                         "sampling": {"generated_rows": sampling.get("generated_rows"),
+                                      "substituted": sampling.get("substituted", {})},
                          **({"split": name} if p.get("split") else {})})
         made[name] = ds.id
     if p.get("split"):
-        return {"dataset_ids": made, "rows": len(frame)}
-    return {"dataset_id": made["all"], "rows": len(frame)}
+        return {"dataset_ids": made, "rows": len(frame), "sampling": sampling}
+    return {"dataset_id": made["all"], "rows": len(frame), "sampling": sampling}
 
 
 @app.task(name="gan.train_tvae", base=LoggingTask, bind=True)

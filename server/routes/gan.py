@@ -76,7 +76,7 @@ def _generator(session: DbSession, ref: str) -> Any:
 def sample(ref: str, body: SampleRequest, session: DbSession, submit: SubmitJob) -> JobOut:
     m = _generator(session, ref)
     modes = set(m.metrics.get("failure_rate", {}).get("real", {}).get("modes", {}))
-    unknown = sorted(set(body.mode_counts or {}) - modes - {"no mode"})
+    unknown = sorted(set(body.mode_counts or {}) - modes)
     if unknown:
         raise ApiError(422, "invalid_request", f"unknown failure mode(s): {', '.join(unknown)}; this generator knows "
                        f"{', '.join(sorted(modes)) or 'none'}", {"field": "body.mode_counts", "unknown": unknown})

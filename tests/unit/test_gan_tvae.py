@@ -38,24 +38,34 @@ def test_every_epoch_reports_its_loss_and_ids_are_left_out(generator) -> None:  
     assert [x["epoch"] for x in generator.test_progress] == list(range(1, 31))
     assert len(generator.loss_curve) == 30 and all(isinstance(v, float) for v in generator.loss_curve)
     assert generator.params["columns_left_out"] == ["UDI", "Product ID"]
-    assert generator.params["training_rows"] > 10_000  # failures repeated for training
+    assert generator.params["training_rows"] == 8000  # failure emphasis adds no rows to an epoch
+    assert generator.params["failure_copies_per_epoch"] == 7
 
 
 def test_samples_keep_the_real_failure_rate_or_the_one_asked_for(generator) -> None:  # noqa: ANN001
-    out = generator.sample(3000, seed=1)
+    report: dict = {}
+    out = generator.sample(3000, seed=1, report=report)
     assert len(out) == 3000 and "UDI" not in out.columns
     assert int(out["Machine failure"].sum()) == round(3000 * generator.real_failure_rate)
     boosted = generator.sample(1000, failure_rate=0.2, seed=1)
     assert int(boosted["Machine failure"].sum()) == 200
     assert set(boosted["Type"]) <= {"L", "M", "H"}
-    # Failures keep the real split over modes (first flagged mode per failure).
-    real = generator.failure_strata
-    got = generator.strata(out).value_counts().to_dict()
-    want = generator.quotas(3000)
-    assert {k: got.get(k, 0) for k in want} == want and sum(want.values()) == 3000
-    assert set(want) - {"normal"} == set(real)
+    # Every label combination keeps its real share (rare ones pooled), so each mode's count does
+    # too; a combination this 30-epoch generator never produces is substituted and reported.
+    got = generator.pooled(out).value_counts().to_dict()
+    want, substituted = report["quotas"], report["substituted"]
+    assert want == generator.quotas(3000) and sum(want.values()) == 3000
+    assert {"normal", "HDF", "PWF", "OSF", "TWF", "normal+RNF", "other failures"} <= set(want)
+    for k in want:
+        if k not in substituted:
+            assert got.get(k, 0) >= want[k], k  # substituted rows may land here
+    real = pd.Series(generator.failure_strata)
+    for mode in ("HDF", "PWF", "OSF"):
+        share = real[[k for k in real.index if mode in k.split("+")]].sum() / real.sum()
+        assert abs(int(out[mode].sum()) - 3000 * share) <= 4 + sum(substituted.values()), mode
+    assert set(generator.strata(out)) <= set(real.index)  # no label combination the real data lacks
     fixed = generator.sample(500, mode_counts={"HDF": 40}, seed=2)
-    assert int((generator.strata(fixed) == "HDF").sum()) == 40
+    assert int(fixed["HDF"].sum()) == 40
     with pytest.raises(ValueError, match="unknown failure mode"):
         generator.sample(10, mode_counts={"XYZ": 1})
     pd.testing.assert_frame_equal(out, generator.sample(3000, seed=1))  # same seed, same rows
@@ -76,8 +86,8 @@ def test_training_stops_within_one_epoch_and_is_reproducible(ai4i: pd.DataFrame)
     pd.testing.assert_frame_equal(a.sample(200, failure_rate=0.0, seed=1), b.sample(200, failure_rate=0.0, seed=1))
     healthy = ai4i[ai4i["Machine failure"] == 0].iloc[:1000]  # a generator that has never seen a failure
     c = train_tvae(healthy, infer_schema(ai4i), epochs=1)
-    with pytest.raises(SamplingBudgetExceeded, match="rarely produces those failure rows"):
-        c.sample(100, failure_rate=1.0, budget_factor=20, batch_rows=1000)
+    with pytest.raises(ValueError, match="without failure rows"):
+        c.sample(100, failure_rate=1.0)
 
 
 def test_report_measures_quality_rates_tstr_and_privacy_against_a_holdout(generator, split) -> None:  # noqa: ANN001
@@ -100,3 +110,35 @@ def test_report_measures_quality_rates_tstr_and_privacy_against_a_holdout(genera
     h = r["histograms"]["Torque [Nm]"]
     assert h["kind"] == "numeric" and sum(h["real"]) == len(train) and sum(h["synthetic"]) == len(train)
     assert r["evaluated_on"] == {"training_rows": len(train), "holdout_rows": len(holdout), "synthetic_rows": len(train)}
+
+
+def rare_event_table(rows: int = 3000, seed: int = 3) -> pd.DataFrame:
+    """A small plant table where 3-4 % of rows fail, and only under high load."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    load = rng.normal(50, 10, rows)
+    df = pd.DataFrame({"temperature [K]": rng.normal(300, 2, rows).round(1), "load [kN]": load.round(2),
+                       "vibration [mm/s]": (1 + 0.01 * (load - 50) + rng.normal(0, 0.1, rows)).round(3),
+                       "line": rng.choice(["A", "B"], rows)})
+    df["failure"] = (load > 68).astype(int)
+    df["OVERLOAD"] = df["failure"]
+    return df
+
+
+def test_a_small_rare_event_table_keeps_its_failures_and_where_they_happen() -> None:
+    df = rare_event_table()
+    schema = infer_schema(df).model_copy(update={"target": "failure", "failure_modes": ["OVERLOAD"]})
+    real_rate = df["failure"].mean()
+    assert 0.02 < real_rate < 0.05
+    g = train_tvae(df, schema, epochs=60, batch_size=200, seed=0)
+    out = g.sample(2000, seed=0)
+    assert int(out["failure"].sum()) == round(2000 * real_rate) and (out["OVERLOAD"] == out["failure"]).all()
+    # The failures are not just labels: they sit where real failures do (high load).
+    failed, normal = out[out["failure"] == 1], out[out["failure"] == 0]
+    assert failed["load [kN]"].mean() > normal["load [kN]"].mean() + normal["load [kN]"].std()
+    boosted = g.sample(500, failure_rate=0.5, seed=0)
+    assert int(boosted["failure"].sum()) == 250
+    quick = train_tvae(df, schema, epochs=1, batch_size=200, seed=0)  # barely trained: rarely makes failures
+    with pytest.raises(SamplingBudgetExceeded, match="failure"):
+        quick.sample(500, failure_rate=1.0, budget_factor=2, batch_rows=500)
