@@ -412,12 +412,17 @@ def report_progress(job_id: str, seq: int, fraction: float, message: str | None,
 
 def log_event(job_id: str, seq: int, level: str, message: str, *, db_url: str | None = None) -> bool:
     """Append a log event, only while this dispatch still owns the running job."""
+    return owned_event(job_id, seq, "log", {"level": level, "message": message}, db_url=db_url)
+
+
+def owned_event(job_id: str, seq: int, type_: str, data: dict[str, Any], *, db_url: str | None = None) -> bool:
+    """Append an event of any type (log, token, ...), only while this dispatch owns the running job."""
     with session_scope(db_url) as session:
         owned = session.execute(select(Job.id).where(Job.id == job_id, Job.dispatch_seq == seq,
                                                      Job.status == "running")).first()
         if owned is None:
             return False
-        add_event(session, job_id, "log", {"level": level, "message": message})
+        add_event(session, job_id, type_, data)
     return True
 
 

@@ -209,3 +209,26 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     __table_args__ = (Index("ix_predictions_created", "created_at"), Index("ix_predictions_model", "model_id"))
+
+
+class Explanation(Base):
+    """A worded explanation of one stored prediction, with the facts it was checked against."""
+
+    __tablename__ = "explanations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    prediction_id: Mapped[str] = mapped_column(String(32), ForeignKey("predictions.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(String(32), ForeignKey("models.id", ondelete="CASCADE"))
+    model_version: Mapped[int] = mapped_column(Integer)
+    provider: Mapped[str] = mapped_column(String(32))  # what was asked for: openai | template
+    llm_model: Mapped[str] = mapped_column(String(200))
+    prompt_version: Mapped[str] = mapped_column(String(40))
+    cache_key: Mapped[str] = mapped_column(String(64))
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    job_id: Mapped[str | None] = mapped_column(String(32))
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_explanations_cache", "cache_key", "created_at"),
+                      Index("ix_explanations_prediction", "prediction_id", "created_at"))

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QUEUES: tuple[str, ...] = ("gan", "ml", "llm")
@@ -58,6 +58,20 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 
+    # Explanations (llm queue). The key is read by the llm worker only; it never enters job params,
+    # logs, errors or responses.
+    openai_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. "
+                                        "http://127.0.0.1:11434/v1 (Ollama) or https://api.openai.com/v1")
+    openai_api_key: SecretStr | None = Field(default=None, description="API key for OPENAI_BASE_URL (optional for local servers)")
+    llm_model: str = Field(default="gpt-4o-mini", description="Model name sent to the OpenAI-compatible server")
+    llm_provider: Literal["openai", "template"] | None = Field(
+        default=None, description="Default provider; unset means openai when OPENAI_BASE_URL is set, else template")
+    llm_timeout_seconds: float = Field(default=60.0, gt=0, description="Per-request timeout to the LLM server")
+    llm_max_attempts: int = Field(default=4, ge=1, le=10, description="Attempts on 429/5xx/timeouts before a job fails")
+    llm_backoff_seconds: float = Field(default=1.0, ge=0, description="First retry wait (doubles each retry) "
+                                       "when the server gives no Retry-After")
+    llm_stream: bool = Field(default=True, description="Stream tokens from the LLM server into the job's events")
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -103,6 +117,10 @@ class Settings(BaseSettings):
     def visibility_timeout(self) -> int:
         # Above the longest allowed job, else Redis hands a running job's message to a second worker.
         return self.max_job_seconds + 3600
+
+    @property
+    def default_llm_provider(self) -> str:
+        return self.llm_provider or ("openai" if self.openai_base_url else "template")
 
     def broker_url(self) -> str:
         if self.redis_url:

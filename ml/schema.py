@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -128,7 +129,32 @@ def infer_schema(df: pd.DataFrame, given: DatasetSchema | None = None) -> Datase
         if unit and (c not in schema.columns or schema.columns[c].unit is None):
             meta = schema.columns.get(c, ColumnMeta())
             schema.columns[c] = meta.model_copy(update={"unit": unit})
+    _infer_normal_ranges(df, schema)
     return schema
+
+
+def _significant(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _infer_normal_ranges(df: pd.DataFrame, schema: DatasetSchema) -> None:
+    """A starting `normal_range` for each numeric feature without one: the 1st to 99th percentile
+    of the rows without a failure (all rows when there is no target), to 4 significant digits.
+    Explanations compare readings with it; users replace it with the documented range."""
+    healthy = df
+    if schema.target and schema.target in df:
+        healthy = df[pd.to_numeric(df[schema.target], errors="coerce").fillna(0) != 1]
+    for c in schema.feature_columns(list(df.columns)):
+        if c in schema.categorical or (c in schema.columns and schema.columns[c].normal_range is not None):
+            continue
+        s = healthy[c]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s) or s.notna().sum() < 20:
+            continue
+        lo, hi = (float(v) for v in s.quantile([0.01, 0.99]))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo == hi:
+            continue
+        meta = schema.columns.get(c, ColumnMeta())
+        schema.columns[c] = meta.model_copy(update={"normal_range": (_significant(lo), _significant(hi))})
 
 
 def validate_schema(df: pd.DataFrame, schema: DatasetSchema) -> None:

@@ -22,6 +22,7 @@ from server.routes import datasets as datasets_routes
 from server.routes import gan as gan_routes
 from server.routes import health, tokens
 from server.routes import jobs as jobs_routes
+from server.routes import llm as llm_routes
 from server.routes import models as models_routes
 
 log = logging.getLogger("pm.api")
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.include_router(tokens.router)
     app.include_router(datasets_routes.router)
     app.include_router(models_routes.router)
+    app.include_router(llm_routes.router)
     app.include_router(gan_routes.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
                        overrides={("POST", "/api/v1/datasets"): (settings.dataset_max_bytes, "DATASET_MAX_BYTES")})

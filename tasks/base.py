@@ -131,6 +131,11 @@ class JobContext:
         if not jobs.log_event(self.job_id, self.seq, level, message):
             self._lost.set()
 
+    def emit(self, type_: str, data: dict[str, Any]) -> None:
+        """A job event of another type (e.g. `token` for streamed LLM text), for the SSE stream."""
+        if not jobs.owned_event(self.job_id, self.seq, type_, data):
+            self._lost.set()
+
 
 class _Watchdog:
     """One thread per process that heartbeats every running job's row every HEARTBEAT_SECONDS and

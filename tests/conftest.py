@@ -167,7 +167,8 @@ class Proc:
 class Platform:
     """API + workers for one database and one Redis db, like `up` runs them, each process managed here."""
 
-    def __init__(self, db_url: str, redis_url: str, tag: str, queues: tuple[str, ...] = ("gan", "ml", "llm")) -> None:
+    def __init__(self, db_url: str, redis_url: str, tag: str, queues: tuple[str, ...] = ("gan", "ml", "llm"),
+                 extra_env: dict[str, str] | None = None) -> None:
         self.db_url, self.redis_url, self.tag = db_url, redis_url, tag
         self.dir = _TMP / f"platform-{tag}-{uuid.uuid4().hex[:6]}"
         self.dir.mkdir(parents=True)
@@ -175,7 +176,8 @@ class Platform:
         self.env = {**os.environ, "DATA_DIR": str(self.dir), "DATABASE_URL": db_url, "REDIS_URL": redis_url,
                     "HEARTBEAT_SECONDS": "1", "STALE_JOB_SECONDS": "5", "MAINTENANCE_SECONDS": "0.5",
                     "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO",
-                    "MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "DATASET_MAX_BYTES": str(2 * 1024 * 1024)}
+                    "MAX_REQUEST_BYTES": str(8 * 1024 * 1024), "DATASET_MAX_BYTES": str(2 * 1024 * 1024),
+                    **(extra_env or {})}
         if backend_of(db_url) == "postgresql":  # the production shape: artifacts behind an fsspec URL
             self.env["ARTIFACT_ROOT"] = f"file://{self.dir / 'artifacts'}"
         self.api_proc = Proc(f"api-{tag}", ["api", "--port", str(self.port)], self.env, self.dir)
@@ -226,11 +228,27 @@ class Platform:
             p.stop()
 
 
+LLM_KEY = "sk-loopback-platform-SECRET-7731"
+
+
 @pytest.fixture(scope="session")
-def platform(db_url: str, redis_base: tuple[str, list[int]]) -> Iterator[Platform]:
+def llm_server() -> Iterator[Any]:
+    """The loopback OpenAI-compatible server the platform's llm workers are configured with."""
+    from tests.openai_server import LoopbackOpenAI
+
+    server = LoopbackOpenAI().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def platform(db_url: str, redis_base: tuple[str, list[int]], llm_server: Any) -> Iterator[Platform]:
     base, dbs = redis_base
     db_index = dbs[0] if backend_of(db_url) == "sqlite" else dbs[1]
-    p = Platform(db_url, f"{base}/{db_index}", backend_of(db_url)).start()
+    llm_env = {"OPENAI_BASE_URL": llm_server.base_url, "OPENAI_API_KEY": LLM_KEY, "LLM_MODEL": "loopback-7b",
+               "LLM_PROVIDER": "template", "LLM_BACKOFF_SECONDS": "0.05", "LLM_TIMEOUT_SECONDS": "5",
+               "LLM_MAX_ATTEMPTS": "3"}
+    p = Platform(db_url, f"{base}/{db_index}", backend_of(db_url), extra_env=llm_env).start()
     yield p
     p.stop()
 

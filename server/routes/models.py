@@ -168,7 +168,7 @@ def set_alias(ref: str, body: AliasRequest, request: Request, session: DbSession
     return ModelOut.of(m, registry.aliases_of(session, m.id))
 
 
-def _frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
+def frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
     needed = required_columns(model)
     df = pd.DataFrame.from_records(rows)
     missing = [c for c in needed if c not in df.columns or df[c].isna().all()]
@@ -199,11 +199,18 @@ def _frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tu
     return df, warnings
 
 
-def _load(request: Request, m: Model) -> FailureModel | RulModel:
+def load_model(request: Request, m: Model) -> FailureModel | RulModel:
     if m.kind not in ("failure", "rul"):
         raise ApiError(422, "unsupported_model", f"model {m.id} is a {m.kind} model; only failure and RUL models "
                        "score readings", {"field": "path.ref"})
     return request.app.state.models.load(m)
+
+
+def failure_outputs(model: FailureModel, df: pd.DataFrame) -> list[dict[str, Any]]:
+    """What a failure model's prediction stores and returns for each row."""
+    p, modes = model.predict_with_modes(df)
+    return [{"failure_probability": float(p[i]), "failure": bool(p[i] >= model.threshold),
+             "mode_probabilities": {name: float(v[i]) for name, v in modes.items()}} for i in range(len(df))]
 
 
 def _jsonable_unit(v: Any) -> Any:
@@ -213,8 +220,8 @@ def _jsonable_unit(v: Any) -> Any:
 @router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each result is stored with an id")
 def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> Response:
     m = request.app.state.models.row(ref, request.app.state.db_url)
-    model = _load(request, m)
-    df, warnings = _frame_for(model, body.rows)
+    model = load_model(request, m)
+    df, warnings = frame_for(model, body.rows)
     info: dict[str, Any] = {"id": m.id, "name": m.name, "version": m.version, "kind": m.kind}
     if isinstance(model, RulModel):
         per_unit = model.predict_units(df)
@@ -227,9 +234,7 @@ def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> 
         inputs = [{"unit": item["unit"], "rows": by_unit.get(item["unit"], [])} for item in out]
         info["rul_cap"] = model.cap
     else:
-        p, modes = model.predict_with_modes(df)
-        out = [{"failure_probability": float(p[i]), "failure": bool(p[i] >= model.threshold),
-                "mode_probabilities": {name: float(v[i]) for name, v in modes.items()}} for i in range(len(df))]
+        out = failure_outputs(model, df)
         inputs = body.rows
         info["threshold"] = model.threshold
     ids = predictions.store(m.id, m.version, inputs, out, who.name, request.app.state.db_url)
@@ -252,7 +257,7 @@ def batch_predictions(ref: str, body: BatchRequest, request: Request, session: D
                       submit: SubmitJob) -> JobOut:
     m = registry.resolve(session, ref)
     ds = datasets.get(session, body.dataset_id)
-    model = _load(request, m)
+    model = load_model(request, m)
     missing = [c for c in required_columns(model) if c not in ds.columns]
     if missing:
         raise ApiError(422, "missing_features", f"dataset {ds.id} lacks column(s) the model needs: "
