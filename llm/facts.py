@@ -178,6 +178,9 @@ def build_facts(model: FailureModel, row: dict[str, Any], schema: DatasetSchema 
         meta = schema.columns.get(col)
         rng = tuple(meta.normal_range) if meta and meta.normal_range else None
         value = _clean(row[col])
+        if col in model.builder.numeric_ and isinstance(value, str):  # "302.5" sent as text
+            number = pd.to_numeric(value, errors="coerce")
+            value = value if pd.isna(number) else _clean(float(number))
         readings.append(Reading(feature=col, value=value, unit=meta.unit if meta else None, normal_range=rng,
                                 status=_status(value, rng), contribution=round(credited.get(col, 0.0), 6)))
     readings.sort(key=lambda r: -abs(r.contribution))

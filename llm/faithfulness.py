@@ -78,6 +78,8 @@ def cited_features(text: str, facts: Facts) -> tuple[list[str], str]:
             low = re.sub(pattern, " ", low)
     for m in sorted(facts.mode_probabilities, key=len, reverse=True):
         low = re.sub(r"(?<![\w])" + re.escape(m.lower()) + r"(?![\w])", " ", low)
+    for unit in {r.unit.lower() for r in facts.readings if r.unit and re.search(r"\d", r.unit)}:
+        low = low.replace(unit, " ")  # "m/s2" is a unit, not a quoted 2
     return found, low
 
 

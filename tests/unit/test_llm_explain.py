@@ -194,3 +194,18 @@ def test_the_prompt_holds_the_facts_and_no_secrets(ai4i, schema, model) -> None:
     assert body["top_features"] == [r.feature for r in facts.top]
     assert body["failure_probability_percent"] == round(facts.probability * 100)
     assert "Never invent a reading" in msgs[0]["content"]
+
+
+def test_units_with_digits_and_numbers_sent_as_text(ai4i, schema, model) -> None:  # noqa: ANN001
+    from llm.facts import Facts, Reading
+
+    facts = Facts(probability=0.91, threshold=0.2, predicted_failure=True, urgency="critical", likely_failure_mode=None,
+                  mode_probabilities={"BRG2": 0.8}, explained_model="failure", contribution_space="log-odds",
+                  base_value=-3.0, readings=[Reading("Vibration", 3.2, "m/s2", (0.5, 2.5), "above", 2.1)])
+    text = {"summary": "Vibration at 3.2 m/s2 is above its 0.5 to 2.5 m/s2 range; BRG2 is likely (91%).",
+            "recommended_actions": ["Check the bearing."], "evidence": ["Vibration"]}
+    assert faithfulness.check(text, facts)["score"] == 1.0
+    row = {**_row(ai4i, _failure_rows(ai4i)[0])}
+    row["Torque [Nm]"] = str(row["Torque [Nm]"])
+    torque = next(r for r in build_facts(model, row, schema).readings if r.feature == "Torque [Nm]")
+    assert isinstance(torque.value, float) and torque.status in ("below", "within", "above")
