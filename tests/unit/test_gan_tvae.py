@@ -105,6 +105,8 @@ def test_report_measures_quality_rates_tstr_and_privacy_against_a_holdout(genera
     assert set(r["failure_rate"]["synthetic"]["modes"]) == {"TWF", "HDF", "PWF", "OSF", "RNF"}
     t = r["tstr"]
     assert 0 < t["f1_real"] <= 1 and 0 < t["pr_auc_real"] <= 1 and t["ratio"] == pytest.approx(t["f1_synthetic"] / t["f1_real"])
+    assert 0 < t["f1_at_f1_threshold_real"] <= 1 and t["ratio_at_f1_threshold"] == pytest.approx(
+        t["f1_at_f1_threshold_synthetic"] / t["f1_at_f1_threshold_real"])
     p = r["privacy"]
     assert p["dcr_synthetic_median"] > 0 and p["dcr_holdout_median"] > 0 and p["exact_copies"] >= 0
     h = r["histograms"]["Torque [Nm]"]
