@@ -82,3 +82,18 @@ def test_bad_requests_are_precise(platform: Platform, trained: dict) -> None:
     r = viewer.post("/api/v1/llm/explanations", json={"model_id": trained["model_id"], "row": READING})
     assert r.status_code == 403
     assert platform.api(None).get("/api/v1/llm/explanations").status_code == 401
+
+
+def test_cancel_stops_an_explanation_while_the_llm_is_still_writing(platform: Platform, trained: dict,
+                                                                     llm_server) -> None:  # noqa: ANN001
+    from tests.helpers import wait_until
+
+    api = platform.api()
+    llm_server.then({"kind": "ok", "token_delay": 1.0})  # ~40 chunks, one a second
+    before = len(llm_server.requests)
+    job_id = api.post("/api/v1/llm/explanations", json={"model_id": trained["model_id"], "row": READING,
+                                                        "provider": "openai", "refresh": True}).json()["id"]
+    wait_until(lambda: len(llm_server.requests) > before, timeout=60, what="the LLM request")
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
+    job = api.wait(job_id, timeout=10)  # the stream alone would take ~40 s
+    assert job["status"] == "cancelled", job
