@@ -214,20 +214,23 @@ class TvaeGenerator:
             names[c] = (flagged or NO_MODE) if c & 1 else (f"{NORMAL}+{flagged}" if flagged else NORMAL)
         return pd.Series([names[c] for c in code], index=frame.index, dtype=object)
 
-    def pooled(self, frame: pd.DataFrame) -> pd.Series:
+    def pooled(self, frame: pd.DataFrame, fixed: set[str] | frozenset[str] = frozenset()) -> pd.Series:
         """`strata`, with the label combinations that have fewer than MIN_SUPPORT real rows pooled
         into `other failures` / `other normal`: a combination seen once or twice (AI4I has one
         TWF+PWF+OSF row) is not something a generator can be asked to reproduce exactly, but rows
         of those combinations are still kept in their real number as a group. Combinations the
         real data never has are never accepted."""
+        return self.strata(frame).map(lambda k: self._group(k, fixed))
+
+    def _group(self, key: str, fixed: set[str] | frozenset[str] = frozenset()) -> str:
+        """A combination's sampling stratum. Combinations carrying a mode named in `mode_counts`
+        (`fixed`) are never pooled: their counts are exact."""
         real = self.failure_strata
-        def group(k: str) -> str:
-            if k not in real:
-                return "unseen"
-            if real[k] >= MIN_SUPPORT:
-                return k
-            return RARE_FAILURES if self._decode(k)[0] else RARE_NORMAL
-        return self.strata(frame).map(group)
+        if key not in real:
+            return "unseen"
+        if real[key] >= MIN_SUPPORT or self._decode(key)[1] & set(fixed):
+            return key
+        return RARE_FAILURES if self._decode(key)[0] else RARE_NORMAL
 
     @staticmethod
     def _decode(key: str) -> tuple[bool, set[str]]:
@@ -260,6 +263,10 @@ class TvaeGenerator:
         for m, count in fixed.items():
             # combinations carrying m and no other named mode
             homes = {k: v for k, v in real.items() if self._decode(k)[1] & set(fixed) == {m}}
+            if count and not homes:
+                others = sorted({o for k in real if m in self._decode(k)[1] for o in self._decode(k)[1]} - {m})
+                raise ValueError(f"mode {m} never occurs in the real data without {', '.join(others)}, which "
+                                 f"mode_counts also names; give a count for only one of them")
             split = _largest_remainders(count, homes)
             for k, v in split.items():
                 want[k] += v
@@ -290,7 +297,7 @@ class TvaeGenerator:
         out: dict[str, int] = {}
         for k, v in want.items():
             if v > 0:
-                key = k if real[k] >= MIN_SUPPORT else RARE_FAILURES if self._decode(k)[0] else RARE_NORMAL
+                key = self._group(k, set(fixed))
                 out[key] = out.get(key, 0) + v
         return out
 
@@ -304,7 +311,8 @@ class TvaeGenerator:
         them (default: the real rate), split over label combinations as the real rows are (or with
         `mode_counts` rows per named mode), kept by rejection sampling.
 
-        Up to `exact_factor` × rows generated rows (at least 100,000; at most half the budget) every combination is held to
+        Up to `exact_factor` × rows generated rows (at least 100,000; at most half the budget of
+        `budget_factor` × rows, itself at least two batches) every combination is held to
         its quota. A combination still short after that (a generator may never produce a label seen
         a dozen times, such as AI4I's RNF without a failure) has its shortfall filled by other real
         combinations of the same failure status, never by a combination the real data lacks, and
@@ -320,7 +328,9 @@ class TvaeGenerator:
             info.update(generated_rows=rows, substituted={})
             return self._generate(rows).reset_index(drop=True)
         want = self.quotas(rows, failure_rate, mode_counts)
-        strict = {k for k in want if k in self.failure_strata and self._decode(k)[1] & set(mode_counts or {})}
+        fixed = set(mode_counts or {})
+        strict = {k for k in want if k in self.failure_strata and self._decode(k)[1] & fixed}
+        budget = max(budget_factor * rows, 2 * batch_rows)  # room to fill substitutions after relaxing
         info["quotas"] = dict(want)
         kept: list[pd.DataFrame] = []
         have = dict.fromkeys(want, 0)
@@ -328,14 +338,14 @@ class TvaeGenerator:
         substituted: dict[str, int] = {}
         drawn, relaxed = 0, False
         while any(have[k] < want[k] for k in want) or any(pool.values()):
-            if not relaxed and drawn >= min(max(exact_factor * rows, 100_000), budget_factor * rows // 2):
+            if not relaxed and drawn >= min(max(exact_factor * rows, 100_000), budget // 2):
                 relaxed = True
                 for k in want:
                     if have[k] < want[k] and k not in strict:
                         substituted[k] = want[k] - have[k]
                         pool[self._failing(k)] += want[k] - have[k]
                         want[k] = have[k]
-            if drawn >= budget_factor * rows:
+            if drawn >= budget:
                 short = {k: f"{have[k]:,} of {want[k]:,}" for k in want if have[k] < want[k]}
                 short.update({("any failure" if f else "any normal"): f"{n:,} more" for f, n in pool.items() if n})
                 kinds = "failure" if any(self._failing(k) for k in short if k in want) or pool[True] else "normal"
@@ -344,7 +354,8 @@ class TvaeGenerator:
                     f"those {kinds} rows; train with more epochs or ask for counts nearer the generator's own")
             batch = self._generate(batch_rows)
             drawn += len(batch)
-            labels = self.pooled(batch)
+            raw = self.strata(batch)
+            labels = raw.map(lambda k: self._group(k, fixed))
             free = pd.Series(True, index=batch.index)
             for k in want:
                 need = want[k] - have[k]
@@ -353,10 +364,12 @@ class TvaeGenerator:
                     kept.append(part)
                     have[k] += len(part)
                     free[part.index] = False
+            # substitutes: real combinations of the right status that carry no mode named in mode_counts
             failing = labels.map(lambda k: None if k == "unseen" else self._failing(k))
+            carries_fixed = raw.map(lambda k: bool(fixed) and k in self.failure_strata and bool(self._decode(k)[1] & fixed))
             for status in (True, False):
                 if pool[status]:
-                    ok = failing == status
+                    ok = (failing == status) & ~carries_fixed
                     part = batch[ok & free].head(pool[status])
                     kept.append(part)
                     pool[status] -= len(part)

@@ -9,11 +9,11 @@ from typing import Any
 from core.models import Explanation
 
 
-def cache_key(inputs: dict[str, Any], model_id: str, version: int, provider: str, llm_model: str,
-              prompt_version: str) -> str:
-    """Same readings + model version + provider (and its model) + prompt version = same key."""
-    blob = json.dumps({"inputs": inputs, "model": model_id, "version": version, "provider": provider,
-                       "llm_model": llm_model, "prompt": prompt_version}, sort_keys=True, default=str)
+def cache_key(prediction_id: str, model_id: str, version: int, provider: str, llm_model: str,
+              endpoint: str | None, prompt_version: str) -> str:
+    """Same prediction + model version + provider (its endpoint and model) + prompt version = same key."""
+    blob = json.dumps({"prediction": prediction_id, "model": model_id, "version": version, "provider": provider,
+                       "endpoint": endpoint, "llm_model": llm_model, "prompt": prompt_version}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from llm import faithfulness, template
 from llm.facts import Facts
-from llm.providers import Completion, OnToken, OpenAICompatible, Sleep
+from llm.providers import Completion, OnToken, OpenAICompatible, ProviderError, Sleep
 
 PROMPT_VERSION = "explain-v1"
 
@@ -103,19 +103,32 @@ def _finish(facts: Facts, answer: dict[str, Any], **extra: Any) -> dict[str, Any
 
 
 def explain(facts: Facts, provider: OpenAICompatible | None, *, on_token: OnToken | None = None,
-            sleep: Sleep = time.sleep, on_note: Callable[[str], None] | None = None) -> dict[str, Any]:
+            sleep: Sleep = time.sleep, on_note: Callable[[str], None] | None = None,
+            on_reset: Callable[[str], None] | None = None) -> dict[str, Any]:
     """The explanation of `facts`, worded by `provider` (None: the template). Raises
-    `llm.providers.ProviderError` when the provider cannot answer after its retries."""
+    `llm.providers.ProviderError` when the provider cannot give a first answer after its retries.
+    `on_reset(reason)` marks that the text streamed so far is void: `retry` (an attempt failed
+    mid-stream), `repair` (a second answer follows) or `fallback` (the template wording is used)."""
     started = time.perf_counter()
     if provider is None:
         return _finish(facts, template.render(facts), provider="template", model=f"template/{PROMPT_VERSION}",
                        usage=None, latency_s=round(time.perf_counter() - started, 4), fallback=None, attempts=[])
     note = on_note or (lambda m: None)
+    reset = on_reset or (lambda why: None)
     messages = messages_for(facts)
     calls: list[Completion] = []
     problems: list[str] = []
     for round_ in (1, 2):
-        done = provider.complete(messages, on_token=on_token, sleep=sleep)
+        if round_ == 2:
+            reset("repair")
+            try:
+                done = provider.complete(messages, on_token=on_token, sleep=sleep, on_reset=reset)
+            except ProviderError as e:  # the answer exists but is unusable, and the repair call failed
+                problems.append(f"repair request failed: {e}")
+                note(f"LLM repair request failed: {e}")
+                break
+        else:
+            done = provider.complete(messages, on_token=on_token, sleep=sleep, on_reset=reset)
         calls.append(done)
         answer, error = parse_answer(done.text)
         if answer is not None:
@@ -130,6 +143,7 @@ def explain(facts: Facts, provider: OpenAICompatible | None, *, on_token: OnToke
             messages = [*messages, {"role": "assistant", "content": done.text},
                         {"role": "user", "content": "Your answer cannot be used: " + error
                          + ". Answer again with the same JSON object, using only the facts given."}]
+    reset("fallback")
     result = _finish(facts, template.render(facts), provider="template", model=f"template/{PROMPT_VERSION}")
     return _with_calls(result, calls, started, fallback={
         "requested_provider": provider.name, "requested_model": calls[-1].model,

@@ -24,6 +24,7 @@ model, since that is the model whose output decided the score.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -76,8 +77,9 @@ class Facts:
 
 
 def urgency_for(p: float, threshold: float, out_of_range: int) -> str:
-    """low below half the threshold; medium up to the threshold (or any reading outside its normal
-    range); high from the threshold; critical from halfway between the threshold and 1."""
+    """low below half the threshold; medium up to the threshold (or when a reading that raises the
+    score is outside its normal range); high from the threshold; critical from halfway between the
+    threshold and 1."""
     if p >= threshold + (1.0 - threshold) / 2:
         level = "critical"
     elif p >= threshold:
@@ -120,18 +122,24 @@ def _raw_contributions(est: Any, algorithm: str, X: pd.DataFrame) -> tuple[np.nd
     raise ValueError(f"no attribution method for algorithm {algorithm!r}")
 
 
-_EXPLAINERS: dict[int, Any] = {}
+_EXPLAINERS: dict[int, tuple[Any, Any]] = {}
+_EXPLAINERS_LOCK = threading.Lock()
 
 
 def _tree_explainer(est: Any) -> Any:
+    """One `shap.TreeExplainer` per estimator (building it walks every tree), for the last few
+    estimators only, safe under a threads pool."""
     import shap
 
-    key = id(est)
-    if key not in _EXPLAINERS:
-        if len(_EXPLAINERS) > 16:
-            _EXPLAINERS.clear()
-        _EXPLAINERS[key] = (est, shap.TreeExplainer(est))
-    return _EXPLAINERS[key][1]
+    with _EXPLAINERS_LOCK:
+        hit = _EXPLAINERS.get(id(est))
+        if hit is not None and hit[0] is est:
+            return hit[1]
+        explainer = shap.TreeExplainer(est)
+        if len(_EXPLAINERS) >= 4:
+            _EXPLAINERS.pop(next(iter(_EXPLAINERS)))
+        _EXPLAINERS[id(est)] = (est, explainer)
+        return explainer
 
 
 def credit_to_columns(contributions: np.ndarray, sources: list[list[str]]) -> dict[str, float]:
@@ -164,10 +172,11 @@ def build_facts(model: FailureModel, row: dict[str, Any], schema: DatasetSchema 
     any_mode = 1.0 - float(np.prod([1.0 - p for p in modes.values()])) if modes else 0.0
     combined = bool(model.params.get("combine_modes")) and modes and any_mode > p_failure
     probability = any_mode if combined else p_failure
-    likely = max(modes, key=modes.get) if modes else None
-    if likely is not None and modes[likely] < 0.5 * probability:
-        likely = None  # no mode stands out: the failure model's own score decided
-    explained = likely if combined and likely else "failure"
+    top_mode = max(modes, key=modes.get) if modes else None
+    # The model whose output decided the score: the most probable mode's when the any-mode
+    # probability won, else the failure model's.
+    explained = top_mode if combined and top_mode else "failure"
+    likely = top_mode if top_mode is not None and modes[top_mode] >= 0.5 * probability else None
     est = model.mode_estimators[explained] if explained != "failure" else model.estimator
     contrib, base, space = _raw_contributions(est, model.algorithm, X)
     credited = credit_to_columns(contrib, model.builder.sources_)
@@ -185,7 +194,8 @@ def build_facts(model: FailureModel, row: dict[str, Any], schema: DatasetSchema 
                                 status=_status(value, rng), contribution=round(credited.get(col, 0.0), 6)))
     readings.sort(key=lambda r: -abs(r.contribution))
     threshold = float(model.threshold)
-    urgency = urgency_for(probability, threshold, sum(r.out_of_range for r in readings))
+    # Only readings outside their range that also push the score up raise the urgency.
+    urgency = urgency_for(probability, threshold, sum(r.out_of_range and r.contribution > 0 for r in readings))
     return Facts(probability=round(probability, 6), threshold=round(threshold, 6),
                  predicted_failure=probability >= threshold, urgency=urgency,
                  likely_failure_mode=likely if probability >= threshold / 2 else None,

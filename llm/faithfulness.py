@@ -37,31 +37,46 @@ def _aliases(facts: Facts) -> dict[str, str]:
     return out
 
 
-def fact_numbers(facts: Facts) -> list[float]:
-    nums: list[float] = [facts.probability, facts.threshold, facts.probability * 100, facts.threshold * 100]
-    for p in facts.mode_probabilities.values():
-        nums += [p, p * 100]
+def fact_numbers(facts: Facts) -> dict[str, list[float]]:
+    """The numbers an explanation may quote, by how they may be written: `percent` (written with
+    %: probabilities and the threshold × 100), `fraction` (the same written as 0.91: only with a
+    decimal point) and `value` (readings and normal-range bounds, written as given)."""
+    probs = [facts.probability, facts.threshold, *facts.mode_probabilities.values()]
+    values: list[float] = []
     for r in facts.readings:
         if isinstance(r.value, int | float) and not isinstance(r.value, bool):
-            nums.append(float(r.value))
+            values.append(float(r.value))
         if r.normal_range:
-            nums += [float(r.normal_range[0]), float(r.normal_range[1])]
-        nums.append(r.contribution)
-    return [n for n in nums if math.isfinite(n)]
+            values += [float(r.normal_range[0]), float(r.normal_range[1])]
+    keep = lambda xs: [x for x in xs if math.isfinite(x)]  # noqa: E731
+    return {"percent": keep([p * 100 for p in probs]), "fraction": keep(probs), "value": keep(values)}
 
 
-def _matches(text: str, numbers: list[float]) -> bool:
+def _number(text: str) -> tuple[float, int] | None:
+    """The value and decimals of a quoted number: "1,284" is 1284, "0,5" is 0.5 (a decimal comma)."""
     raw = text.replace("−", "-").replace("%", "").replace(" ", "")
-    if "," in raw and "." not in raw and re.fullmatch(r"-?\d{1,3}(,\d{3})+", raw):
+    if re.fullmatch(r"-?\d{1,3}(,\d{3})+(\.\d+)?", raw):
         raw = raw.replace(",", "")
-    raw = raw.replace(",", "")
+    elif raw.count(",") == 1 and "." not in raw:
+        raw = raw.replace(",", ".")
     try:
         q = float(raw)
     except ValueError:
+        return None
+    return q, len(raw.split(".")[1]) if "." in raw else 0
+
+
+def _matches(text: str, numbers: dict[str, list[float]]) -> bool:
+    parsed = _number(text)
+    if parsed is None:
         return False
-    decimals = len(raw.split(".")[1]) if "." in raw else 0
+    q, decimals = parsed
     tol = 0.5 * 10 ** (-decimals) + 1e-9
-    return any(abs(q - n) <= tol or abs(q - abs(n)) <= tol for n in numbers)
+    if text.rstrip().endswith("%"):
+        pool = numbers["percent"]
+    else:
+        pool = numbers["value"] + (numbers["fraction"] if decimals > 0 else [])
+    return any(abs(q - n) <= tol for n in pool)
 
 
 def cited_features(text: str, facts: Facts) -> tuple[list[str], str]:

@@ -82,14 +82,27 @@ class OpenAICompatible:
         self.client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s)
 
     def complete(self, messages: list[dict[str, str]], *, on_token: OnToken | None = None,
-                 sleep: Sleep = time.sleep, json_mode: bool = True) -> Completion:
+                 sleep: Sleep = time.sleep, json_mode: bool = True,
+                 on_reset: Callable[[str], None] | None = None) -> Completion:
+        """One answer. `on_reset("retry")` is called before an attempt that follows one which had
+        already streamed tokens (those tokens are void)."""
         import openai
 
         waits: list[float] = []
         started = time.perf_counter()
+        streamed_any = [False]
+
+        def tokens(text: str) -> None:
+            streamed_any[0] = True
+            if on_token:
+                on_token(text)
+
         for attempt in range(1, self.max_attempts + 1):
+            if streamed_any[0] and on_reset:
+                on_reset("retry")
+            streamed_any[0] = False
             try:
-                text, model, usage = self._once(messages, on_token, json_mode)
+                text, model, usage = self._once(messages, tokens, json_mode)
                 return Completion(text=text, model=model, usage=usage, seconds=time.perf_counter() - started,
                                   attempts=attempt, streamed=self.stream, waits=waits)
             except openai.APIStatusError as e:
@@ -102,6 +115,9 @@ class OpenAICompatible:
             except (openai.APITimeoutError, openai.APIConnectionError) as e:
                 kind = "timed out" if isinstance(e, openai.APITimeoutError) else "could not be reached"
                 what, status, wait = f"the LLM server {kind}", None, None
+            except openai.APIError as e:  # e.g. an error event in the middle of a stream
+                what = f"the LLM server sent an error: {_redact(str(e.message), self._key)[:300]}"
+                status, wait = None, None
             if attempt == self.max_attempts:
                 raise ProviderError(f"{what} (gave up after {attempt} attempts)", status=status, attempts=attempt)
             if wait is None:

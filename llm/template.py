@@ -14,16 +14,19 @@ from llm.facts import Facts, Reading
 
 # What common failure-mode labels mean and what to check first. No numbers here: every number an
 # explanation quotes must come from the facts.
+# What common failure-mode labels mean and what to check first. No numbers and no reading names
+# here: every number an explanation quotes must come from the facts, and every reading it names must
+# be among the top attributions, which a fixed text cannot know.
 MODE_GUIDE: dict[str, tuple[str, list[str]]] = {
-    "twf": ("tool wear failure", ["Inspect the tool for wear and replace it if it is near the end of its life.",
-                                  "Check the tool-change schedule against the wear this machine accumulates."]),
-    "hdf": ("heat dissipation failure", ["Check cooling and ventilation: the gap between process and air "
-                                         "temperature is what carries heat away.",
-                                         "Check that the spindle is not running too slowly to dissipate heat."]),
-    "pwf": ("power failure", ["Check the drive: the power drawn (torque times speed) is outside what the "
-                              "process runs at normally.", "Inspect the spindle motor and its supply."]),
-    "osf": ("overstrain failure", ["Reduce the load or change the tool: wear combined with high torque "
-                                   "overstrains the tool.", "Check the job's cutting parameters against the tool's rating."]),
+    "twf": ("tool wear failure", ["Inspect the tool and replace it if it is near the end of its life.",
+                                  "Check the tool-change schedule against how fast this machine wears tools."]),
+    "hdf": ("heat dissipation failure", ["Check cooling and ventilation: heat is not being carried away from "
+                                         "the process fast enough.",
+                                         "Check that the spindle runs fast enough to shed heat."]),
+    "pwf": ("power failure", ["Check the drive: the power drawn is outside what the process normally runs at.",
+                              "Inspect the spindle motor and its supply."]),
+    "osf": ("overstrain failure", ["Reduce the load or change the tool: a worn tool under heavy load is "
+                                   "being overstrained.", "Check the job's cutting parameters against the tool's rating."]),
     "rnf": ("random failure", ["No specific cause is known for this mode: run the general inspection checklist."]),
 }
 
@@ -36,10 +39,14 @@ def mode_label(mode: str | None) -> str | None:
 
 
 def fmt_value(value: Any) -> str:
+    """A number as a person writes it: plain decimals, no exponent, no trailing zeros."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float):
-        return f"{value:g}" if abs(value) >= 1e-4 or value == 0 else repr(value)
+        import numpy as np
+
+        return np.format_float_positional(value, trim="-", precision=6, fractional=False) \
+            if abs(value) >= 1 else np.format_float_positional(value, trim="-", precision=6)
     return str(value)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 from celery_app import app
@@ -58,6 +59,12 @@ class _TokenBuffer:
         if time.monotonic() - self.last >= TOKEN_FLUSH_S:
             self.flush()
 
+    def reset(self, reason: str) -> None:
+        """The text streamed so far is void (a retry, a repair, the template fallback)."""
+        self.parts = []
+        self.ctx.emit("token_reset", {"reason": reason})
+        self.last = time.monotonic()
+
     def flush(self) -> None:
         if self.parts:
             self.ctx.emit("token", {"text": "".join(self.parts), "seq": self.count})
@@ -80,7 +87,8 @@ def explain_job(ctx: JobContext) -> dict[str, Any]:
         if pred is None:
             raise ValueError(f"prediction {p['prediction_id']} no longer exists (purged after its retention period?)")
         row = session.get(Model, pred.model_id)
-        key = cache_key(pred.inputs, pred.model_id, pred.model_version, provider_name, llm_model, PROMPT_VERSION)
+        endpoint = settings.openai_base_url if provider_name == "openai" else None
+        key = cache_key(pred.id, pred.model_id, pred.model_version, provider_name, llm_model, endpoint, PROMPT_VERSION)
         if not p.get("refresh"):
             hit = (session.query(Explanation).filter(Explanation.cache_key == key)
                    .order_by(Explanation.created_at.desc()).first())
@@ -98,13 +106,15 @@ def explain_job(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0.2, f"wording with {provider_name}" + (f" ({llm_model})" if provider_name == "openai" else ""))
     tokens = _TokenBuffer(ctx)
     result = explain(facts, provider_for(provider_name, settings), on_token=tokens, sleep=ctx.sleep,
-                     on_note=lambda m: ctx.log(m, level="warning"))
+                     on_note=lambda m: ctx.log(m, level="warning"), on_reset=tokens.reset)
     tokens.flush()
     if result.get("fallback"):
         ctx.log("the LLM's answer could not be used after one repair; the template wording is stored", level="warning")
     with session_scope() as session:
+        # A template fallback is stored but never served from cache: the next request asks the LLM again.
+        stored_key = key if not result.get("fallback") else f"fallback-{uuid.uuid4().hex}"
         e = Explanation(prediction_id=prediction_id, model_id=row.id, model_version=row.version,
-                        provider=provider_name, llm_model=llm_model, prompt_version=PROMPT_VERSION, cache_key=key,
+                        provider=provider_name, llm_model=llm_model, prompt_version=PROMPT_VERSION, cache_key=stored_key,
                         result=result, facts=facts.to_dict(), job_id=ctx.job_id, created_by=p.get("submitted_by"))
         session.add(e)
         session.flush()

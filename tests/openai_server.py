@@ -5,7 +5,7 @@ through the official `openai` client, over real sockets, streaming (server-sent 
 usage chunk when `stream_options.include_usage` is set) or not. What it answers is scripted per
 request by the test: a faithful answer built from the FACTS in the prompt (the default), one
 citing a reading that did not matter and a made-up number, malformed JSON, an HTTP error with or
-without Retry-After, or a slow answer. Every request (headers and body) is recorded.
+without Retry-After, a slow answer, or a stream that breaks off with an error event. Every request (headers and body) is recorded.
 """
 
 from __future__ import annotations
@@ -102,6 +102,10 @@ class LoopbackOpenAI:
                 self.end_headers()
                 pieces = [content[i:i + 12] for i in range(0, len(content), 12)]
                 for i, piece in enumerate(pieces):
+                    if step["kind"] == "stream_error" and i == 3:  # the server fails mid-answer
+                        self._event({"error": {"message": "model crashed", "type": "server_error"}})
+                        self.close_connection = True
+                        return
                     self._chunk({"index": 0, "delta": {"role": "assistant", "content": piece} if i == 0 else
                                  {"content": piece}, "finish_reason": None}, model)
                     if step.get("token_delay"):

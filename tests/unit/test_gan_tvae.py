@@ -144,3 +144,21 @@ def test_a_small_rare_event_table_keeps_its_failures_and_where_they_happen() -> 
     quick = train_tvae(df, schema, epochs=1, batch_size=200, seed=0)  # barely trained: rarely makes failures
     with pytest.raises(SamplingBudgetExceeded, match="failure"):
         quick.sample(500, failure_rate=1.0, budget_factor=2, batch_rows=500)
+
+
+def test_quotas_keep_named_modes_exact_and_say_when_a_mode_never_occurs_alone() -> None:
+    from GAN.tvae import TvaeGenerator
+
+    g = TvaeGenerator(synthesizer=None, columns=[], schema={"target": "failure"}, real_failure_rate=0.05,
+                      real_mode_rates={"A": 0.0, "B": 0.0, "C": 0.0}, params={},
+                      failure_strata={"normal": 9500, "A": 300, "B": 150, "A+B": 3, "C": 2, "A+C": 45})
+    q = g.quotas(1000, failure_rate=0.5)
+    assert sum(q.values()) == 1000 and q["other failures"] == 5 and "A+B" not in q  # rare ones pooled
+    q = g.quotas(1000, failure_rate=0.5, mode_counts={"B": 10})
+    assert q["B"] + q.get("A+B", 0) == 10 and q["other failures"] == 3  # only C is pooled now: A+B carries B
+    q = g.quotas(1000, mode_counts={"A": 40, "B": 7})
+    assert "A+B" not in q and q["B"] == 7 and q["A"] + q.get("A+C", 0) == 40  # A+B carries both: left out
+    with pytest.raises(ValueError, match="never occurs in the real data without"):
+        TvaeGenerator(synthesizer=None, columns=[], schema={"target": "failure"}, real_failure_rate=0.05,
+                      real_mode_rates={"A": 0.0, "B": 0.0}, params={},
+                      failure_strata={"normal": 9000, "A": 300, "A+B": 30}).quotas(1000, mode_counts={"A": 5, "B": 5})

@@ -209,3 +209,44 @@ def test_units_with_digits_and_numbers_sent_as_text(ai4i, schema, model) -> None
     row["Torque [Nm]"] = str(row["Torque [Nm]"])
     torque = next(r for r in build_facts(model, row, schema).readings if r.feature == "Torque [Nm]")
     assert isinstance(torque.value, float) and torque.status in ("below", "within", "above")
+
+
+def test_numbers_are_matched_the_way_they_are_written(ai4i, schema, model) -> None:  # noqa: ANN001
+    from llm.facts import Facts, Reading
+
+    facts = Facts(probability=0.91, threshold=0.2, predicted_failure=True, urgency="critical", likely_failure_mode=None,
+                  mode_probabilities={}, explained_model="failure", contribution_space="log-odds", base_value=-3.0,
+                  readings=[Reading("Load", 3.0, "kN", (0.25, 2.5), "above", 1.8),
+                            Reading("Count", 1284.0, None, None, "unknown", 0.4)])
+
+    def score(text: str) -> float:
+        return faithfulness.check({"summary": text, "recommended_actions": ["Check it."], "evidence": []}, facts)["score"]
+
+    assert score("Load is 3 kN, failure risk 91%, threshold 20%, or 0.91; count 1,284.") == 1.0
+    assert score("Failure risk 3%.") < 1.0  # a percentage is not the reading 3
+    assert score("Load is -3 kN.") < 1.0  # signs count
+    assert score("Replace it within 1.8 hours.") < 1.0  # 1.8 is a contribution: never shown, never quotable
+    assert score("Risk 1.") < 1.0 and score("Load 2,5 kN.") == 1.0  # no integer rounding of 0.91; decimal comma
+
+
+def test_template_wording_is_faithful_for_healthy_readings_too(ai4i, schema, model) -> None:  # noqa: ANN001
+    healthy = np.flatnonzero(ai4i["Machine failure"].to_numpy() == 0)[:400]
+    urgencies = set()
+    for i in healthy:
+        out = explain(build_facts(model, _row(ai4i, int(i)), schema), None)
+        urgencies.add(out["urgency"])
+        assert out["faithfulness"]["unsupported"] == [], (out["summary"], out["recommended_actions"])
+    assert "low" in urgencies
+
+
+def test_stream_errors_are_retried_and_void_text_is_marked(ai4i, schema, model, server) -> None:  # noqa: ANN001
+    facts = build_facts(model, _row(ai4i, _failure_rows(ai4i)[0]), schema)
+    resets: list[str] = []
+    server.then({"kind": "stream_error"})
+    out = explain(facts, provider(server), on_token=lambda t: None, on_reset=resets.append, sleep=lambda s: None)
+    assert out["provider"] == "openai" and resets == ["retry"] and len(server.requests) == 2
+    resets.clear()
+    server.then({"kind": "malformed"}, *[{"kind": "status", "status": 500}] * 3)  # the repair call fails
+    out = explain(facts, provider(server), on_reset=resets.append, sleep=lambda s: None)
+    assert out["provider"] == "template" and "repair request failed" in out["fallback"]["problems"][-1]
+    assert resets == ["repair", "fallback"]
