@@ -78,7 +78,7 @@ class OpenAICompatible:
         self._key = api_key
         self.model, self.stream, self.temperature = model, stream, temperature
         self.max_attempts, self.backoff_s, self.max_wait_s = max(1, max_attempts), backoff_s, max_wait_s
-        # A local server often needs no key; the client insists on one, so a placeholder is sent.
+        # A local server often needs no key, but the client insists on one: "not-needed" is sent then.
         self.client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", max_retries=0, timeout=timeout_s)
 
     def complete(self, messages: list[dict[str, str]], *, on_token: OnToken | None = None,
