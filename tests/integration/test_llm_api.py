@@ -97,3 +97,23 @@ def test_cancel_stops_an_explanation_while_the_llm_is_still_writing(platform: Pl
     assert api.post(f"/api/v1/jobs/{job_id}/cancel").status_code == 200
     job = api.wait(job_id, timeout=10)  # the stream alone would take ~40 s
     assert job["status"] == "cancelled", job
+
+
+def test_a_template_fallback_is_stored_but_never_served_from_cache(platform: Platform, trained: dict,
+                                                                   llm_server) -> None:  # noqa: ANN001
+    api = platform.api()
+    pid = api.post(f"/api/v1/models/{trained['model_id']}/predict", json={"rows": [READING]}).json()[
+        "predictions"][0]["prediction_id"]
+    llm_server.then({"kind": "malformed"}, {"kind": "malformed"})
+    first = api.wait(api.post("/api/v1/llm/explanations", json={"prediction_id": pid, "provider": "openai"}).json()["id"],
+                     timeout=120)
+    e = first["result"]["explanation"]
+    assert e["provider"] == "template" and e["fallback"]["requested_provider"] == "openai"
+    resets = [x["data"]["reason"] for x in api.events(first["id"]) if x["event"] == "token_reset"]
+    assert resets == ["repair", "fallback"]
+    second = api.wait(api.post("/api/v1/llm/explanations", json={"prediction_id": pid, "provider": "openai"}).json()["id"],
+                      timeout=120)
+    assert second["result"]["cached"] is False and second["result"]["explanation"]["provider"] == "openai"
+    third = api.wait(api.post("/api/v1/llm/explanations", json={"prediction_id": pid, "provider": "openai"}).json()["id"],
+                     timeout=120)
+    assert third["result"]["cached"] is True and third["result"]["explanation_id"] == second["result"]["explanation_id"]

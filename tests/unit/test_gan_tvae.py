@@ -162,3 +162,10 @@ def test_quotas_keep_named_modes_exact_and_say_when_a_mode_never_occurs_alone() 
         TvaeGenerator(synthesizer=None, columns=[], schema={"target": "failure"}, real_failure_rate=0.05,
                       real_mode_rates={"A": 0.0, "B": 0.0}, params={},
                       failure_strata={"normal": 9000, "A": 300, "A+B": 30}).quotas(1000, mode_counts={"A": 5, "B": 5})
+
+
+def test_tiny_samples_have_room_to_substitute(generator) -> None:  # noqa: ANN001
+    report: dict = {}
+    out = generator.sample(10, seed=3, failure_rate=0.3, report=report)  # budget 2 batches, not 200 x 10 rows
+    assert len(out) == 10 and int(out["Machine failure"].sum()) == 3
+    assert report["generated_rows"] <= 20_000

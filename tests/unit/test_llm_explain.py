@@ -250,3 +250,19 @@ def test_stream_errors_are_retried_and_void_text_is_marked(ai4i, schema, model, 
     out = explain(facts, provider(server), on_reset=resets.append, sleep=lambda s: None)
     assert out["provider"] == "template" and "repair request failed" in out["fallback"]["problems"][-1]
     assert resets == ["repair", "fallback"]
+
+
+def test_plain_decimals_and_the_model_that_decided_a_combined_score(ai4i, schema, model) -> None:  # noqa: ANN001
+    from llm.template import fmt_value
+
+    assert [fmt_value(v) for v in (1500000.0, 5e-05, 302.5, 1284.0)] == ["1500000", "0.00005", "302.5", "1284"]
+    p_fail, modes = model.predict_with_modes(ai4i)
+    from ml.training import positive_proba
+
+    X = model._matrix(ai4i).to_numpy(dtype="float64")
+    own = positive_proba(model.estimator, X)
+    combined = np.flatnonzero(p_fail > own + 1e-9)  # rows whose score came from the mode models
+    assert len(combined) > 0
+    facts = build_facts(model, _row(ai4i, int(combined[0])), schema)
+    top_mode = max(facts.mode_probabilities, key=facts.mode_probabilities.get)
+    assert facts.explained_model == top_mode
