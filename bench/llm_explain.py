@@ -46,6 +46,7 @@ from _env import (  # noqa: E402
     print_header,
     run_bench,
     say,
+    sigterm_as_interrupt,
     start_environment,
     write_summary,
 )
@@ -192,7 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep-tmp", action="store_true")
     p.add_argument("--no-json", action="store_true")
     p.add_argument("--json-out", type=Path)
-    return run(p.parse_args(argv))
+    args = p.parse_args(argv)
+    with sigterm_as_interrupt():  # a killed run still stops its processes and drops its database
+        return run(args)
 
 
 if __name__ == "__main__":
