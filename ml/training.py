@@ -17,6 +17,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from ml.evaluation import binary_metrics, cost_threshold, curve_points
 from ml.features import FeatureBuilder
 from ml.fitting import FitStopped, fit_cancellable
+from ml.importance import feature_importance
 from ml.schema import DatasetSchema, validate_schema
 
 ALGORITHMS = ("lightgbm", "random_forest", "logistic_regression")
@@ -205,5 +206,6 @@ def train_failure_model(df: pd.DataFrame, schema: DatasetSchema, *, algorithm: s
             mode_estimators[m], _ = _fit_predict(algorithm, seed, X, ym, X.iloc[:1], stop)
         done += 1
         say(done / steps, f"refit mode {m}")
+    metrics["feature_importance"] = feature_importance(algorithm, estimator, builder)  # of the refitted model
     return FailureModel(algorithm=algorithm, builder=builder, estimator=estimator, mode_estimators=mode_estimators,
                         threshold=threshold, metrics=metrics, params=params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from itertools import product
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from core.settings import PROJECT_ROOT
 from ml.evaluation import binary_metrics, cost_threshold
 from ml.features import FeatureBuilder
+from ml.importance import feature_importance
 from ml.schema import DatasetSchema, infer_schema
 from ml.tabular_io import read_table
 from ml.training import TrainingStopped, train_failure_model
@@ -68,6 +70,8 @@ def test_training_on_ai4i_reports_out_of_fold_metrics(ai4i: pd.DataFrame) -> Non
     assert m["confusion_matrix"]["tp"] + m["confusion_matrix"]["fn"] == 339
     assert set(m["per_mode"]) == {"TWF", "HDF", "PWF", "OSF", "RNF"} and m["per_mode"]["HDF"]["detected_recall"] > 0.9
     assert [f for f, _ in seen] == sorted(f for f, _ in seen) and seen[-1][0] == pytest.approx(1.0)
+    ranking = [c["feature"] for c in m["feature_importance"]["by_column"]]
+    assert set(ranking[:2]) == {"Torque [Nm]", "Rotational speed [rpm]"} and ranking[-1] == "Type"  # power, strain
     p = model.predict_proba(ai4i.head(20))
     assert p.shape == (20,) and ((p >= 0) & (p <= 1)).all()
 
@@ -116,3 +120,55 @@ def test_fits_stop_between_trees_and_stepwise_forests_equal_one_fit(algorithm: s
     stepwise = fit_cancellable(make_estimator(algorithm, 0, float(y.mean())), X, y, lambda: False)
     whole = make_estimator(algorithm, 0, float(y.mean())).fit(X, y)
     np.testing.assert_allclose(stepwise.predict_proba(X), whole.predict_proba(X))
+
+
+PHYSICAL = {"Torque [Nm]", "Rotational speed [rpm]", "Tool wear [min]", "Air temperature [K]",
+            "Process temperature [K]"}
+
+
+@pytest.fixture(scope="module")
+def ai4i_small(ai4i: pd.DataFrame) -> pd.DataFrame:
+    """Every failure and a random 1500 normal rows (random, not the first: air temperature drifts with
+    UDI, so the first rows would make time look like a cause), without mode columns: few fits."""
+    normal = ai4i[ai4i["Machine failure"] == 0].sample(1500, random_state=0)
+    return pd.concat([ai4i[ai4i["Machine failure"] == 1], normal]).drop(columns=["TWF", "HDF", "PWF", "OSF", "RNF"])
+
+
+@pytest.mark.parametrize("algorithm", ["lightgbm", "random_forest", "logistic_regression"])
+def test_failure_models_record_feature_importance(ai4i_small: pd.DataFrame, algorithm: str) -> None:
+    model = train_failure_model(ai4i_small, infer_schema(ai4i_small), algorithm=algorithm, cv_folds=2)
+    fi = model.metrics["feature_importance"]
+    assert json.loads(json.dumps(fi, allow_nan=False)) == fi and fi["method"]
+    by_column = [c["importance"] for c in fi["by_column"]]
+    assert all(type(v) is float and v >= 0 for v in by_column) and by_column == sorted(by_column, reverse=True)
+    assert sum(by_column) == pytest.approx(1.0, abs=1e-6)
+    b = model.builder
+    assert [c["feature"] for c in fi["by_column"]] and {c["feature"] for c in fi["by_column"]} == {
+        c for src in b.sources_ for c in src} == {*b.numeric_, *b.categorical_}  # no label, id or stray name
+    assert len(fi["by_column"]) == len({c["feature"] for c in fi["by_column"]})
+    top = [c["importance"] for c in fi["top_features"]]
+    assert len(top) == 15 and top == sorted(top, reverse=True) and 0 < sum(top) <= 1 + 1e-6
+    assert {c["feature"] for c in fi["top_features"]} <= set(b.feature_names_)
+    # Failures follow torque, speed, wear and temperatures; the product type barely matters.
+    ranking = [c["feature"] for c in fi["by_column"]]
+    assert ranking[0] in PHYSICAL and ranking[-1] == "Type", ranking
+
+
+def test_importance_is_credited_to_source_columns_and_guards_all_zero(ai4i: pd.DataFrame) -> None:
+    from types import SimpleNamespace
+
+    df = ai4i[["Torque [Nm]", "Rotational speed [rpm]", "Tool wear [min]", "Machine failure"]].head(200)
+    b = FeatureBuilder(infer_schema(df)).fit(df)
+    gains = np.zeros(len(b.feature_names_))
+    gains[b.feature_names_.index("Torque [Nm] × Rotational speed [rpm]")] = 3.0
+    gains[b.feature_names_.index("Tool wear [min]")] = 1.0
+    fi = feature_importance("random_forest", SimpleNamespace(feature_importances_=gains), b)
+    assert fi["by_column"] == [{"feature": "Torque [Nm]", "importance": 0.375},
+                               {"feature": "Rotational speed [rpm]", "importance": 0.375},
+                               {"feature": "Tool wear [min]", "importance": 0.25}]
+    assert fi["top_features"][:2] == [{"feature": "Torque [Nm] × Rotational speed [rpm]", "importance": 0.75},
+                                      {"feature": "Tool wear [min]", "importance": 0.25}]
+    zero = feature_importance("random_forest", SimpleNamespace(feature_importances_=gains * 0), b)
+    assert {c["importance"] for c in zero["by_column"]} == {0.0} and len(zero["by_column"]) == 3
+    with pytest.raises(ValueError):
+        feature_importance("random_forest", SimpleNamespace(feature_importances_=gains[:-1]), b)
