@@ -66,7 +66,8 @@ class CeleryDispatcher:
 
 def broker_status(url: str) -> dict[str, Any]:
     """Broker health, queue depths and live workers per queue, in one round trip set."""
-    out: dict[str, Any] = {"broker": {"ok": False}, "queues": {q: {"workers": 0, "depth": None} for q in ALL_QUEUES}}
+    out: dict[str, Any] = {"broker": {"ok": False},
+                           "queues": {q: {"workers": 0, "depth": None, "worker_names": []} for q in ALL_QUEUES}}
     try:
         r = redis_client(url, timeout=1.0)
         pipe = r.pipeline(transaction=False)
@@ -90,6 +91,7 @@ def broker_status(url: str) -> dict[str, Any]:
             for q in w.get("queues", []):
                 if q in out["queues"]:
                     out["queues"][q]["workers"] += 1
+                    out["queues"][q]["worker_names"].append(w.get("hostname", "?"))
         out["workers"] = sorted(w.get("hostname", "?") for w in workers)
         out["broker"] = {"ok": True}
     except redis.RedisError as exc:

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from core import jobs, predictions
 from core.artifacts import ArtifactStore
@@ -18,9 +19,9 @@ from core.logs import configure_logging
 from core.registry import ModelCache
 from core.settings import Settings, get_settings
 from server.errors import BodySizeLimit, RequireBearerFirst, install_error_handlers
+from server.routes import dashboard, health, tokens
 from server.routes import datasets as datasets_routes
 from server.routes import gan as gan_routes
-from server.routes import health, tokens
 from server.routes import jobs as jobs_routes
 from server.routes import llm as llm_routes
 from server.routes import models as models_routes
@@ -111,9 +112,15 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.include_router(jobs_routes.router)
     app.include_router(tokens.router)
     app.include_router(datasets_routes.router)
+    app.include_router(datasets_routes.samples_router)
     app.include_router(models_routes.router)
     app.include_router(llm_routes.router)
     app.include_router(gan_routes.router)
+    dashboard.mount(app)  # last: the dashboard's files at / and /static
+    # JSON pages (a page of jobs is ~30 KB) travel gzipped; small answers (a prediction) are not
+    # worth the CPU; SSE streams and Parquet are never compressed.
+    app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5,
+                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/vnd.apache.parquet"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
                        overrides={("POST", "/api/v1/datasets"): (settings.dataset_max_bytes, "DATASET_MAX_BYTES")})
     app.add_middleware(RequireBearerFirst)  # added last = runs first

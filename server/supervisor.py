@@ -109,7 +109,7 @@ def up(settings: Settings, host: str, port: int, flower: bool = True, pool: str 
     py = [sys.executable, "-m", "server"]
     pool_args = ["--pool", pool] if pool else []
     children = [
-        Child("api", [*py, "api", "--host", host, "--port", str(port)], f"http://{host}:{port}  (docs: /docs)"),
+        Child("api", [*py, "api", "--host", host, "--port", str(port)], f"http://{host}:{port}  (dashboard: /, API docs: /docs)"),
         Child("worker-gan", [*py, "worker", "--queue", "gan", *pool_args], "queue gan"),
         Child("worker-ml", [*py, "worker", "--queue", "ml", *pool_args], "queue ml"),
         Child("worker-llm", [*py, "worker", "--queue", "llm,system", *pool_args], "queues llm, system"),

@@ -16,13 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import datasets
 from core.artifacts import ArtifactStore
+from core.settings import PROJECT_ROOT
 from ml.schema import DatasetSchema, SchemaError
 from ml.tabular_io import TableError
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+samples_router = APIRouter(prefix="/api/v1/dataset-samples", tags=["datasets"])
 CSV_CHUNK_ROWS = 50_000
+SAMPLES_DIR = PROJECT_ROOT / "data" / "samples"
+SAMPLES = {"ai4i2020": ("ai4i2020.csv", "AI4I 2020 predictive maintenance (UCI, CC BY 4.0): 10,000 milling-machine "
+                        "readings, 339 failures over 5 modes")}
 
 
 class DatasetOut(BaseModel):
@@ -82,25 +87,48 @@ def _parse_schema(raw: str | None) -> DatasetSchema | None:
                        {"errors": errors}) from exc
 
 
-@router.post("", status_code=201, response_model=DatasetDetail, summary="Upload a CSV or Parquet file")
-def upload(request: Request, who: Operator, file: Annotated[UploadFile, File(description="CSV or Parquet")],
-           name: Annotated[str, Form(min_length=1, max_length=200)],
-           schema: Annotated[str | None, Form(description="JSON DatasetSchema; roles not given are inferred")] = None,
-           ) -> DatasetDetail:
-    given = _parse_schema(schema)
+def _create(request: Request, who: Any, source: Any, filename: str | None, name: str,
+            given: DatasetSchema | None) -> DatasetDetail:
     store = _store(request)
     with store.scratch() as tmp:
         upload_path = tmp / "upload"
-        with open(upload_path, "wb") as out:  # already spooled to disk by the multipart parser
-            shutil.copyfileobj(file.file, out, 1024 * 1024)
+        with open(upload_path, "wb") as out:
+            shutil.copyfileobj(source, out, 1024 * 1024)
         try:
-            ds = datasets.create(upload=upload_path, filename=file.filename, name=name.strip(), given=given,
+            ds = datasets.create(upload=upload_path, filename=filename, name=name.strip(), given=given,
                                  created_by=who.name, store=store, db_url=request.app.state.db_url)
         except TableError as exc:
             raise ApiError(422, exc.code, f"file: {exc.message}", {"field": "file", **exc.details}) from exc
         except SchemaError as exc:
             raise _schema_error(exc) from exc
     return DatasetDetail.model_validate(ds)
+
+
+@router.post("", status_code=201, response_model=DatasetDetail, summary="Upload a CSV or Parquet file")
+def upload(request: Request, who: Operator, file: Annotated[UploadFile, File(description="CSV or Parquet")],
+           name: Annotated[str, Form(min_length=1, max_length=200)],
+           schema: Annotated[str | None, Form(description="JSON DatasetSchema; roles not given are inferred")] = None,
+           ) -> DatasetDetail:
+    given = _parse_schema(schema)
+    # file.file is already spooled to disk by the multipart parser
+    return _create(request, who, file.file, file.filename, name, given)
+
+
+@samples_router.get("", summary="Sample datasets shipped with the platform")
+def list_samples(_: Viewer) -> dict[str, Any]:
+    return {"items": [{"name": k, "filename": f, "description": d, "size_bytes": (SAMPLES_DIR / f).stat().st_size}
+                      for k, (f, d) in SAMPLES.items() if (SAMPLES_DIR / f).is_file()]}
+
+
+@samples_router.post("/{sample}/import", status_code=201, response_model=DatasetDetail,
+                     summary="Create a dataset from a shipped sample (same checks as an upload)")
+def import_sample(sample: str, request: Request, who: Operator) -> DatasetDetail:
+    if sample not in SAMPLES or not (SAMPLES_DIR / SAMPLES[sample][0]).is_file():
+        raise ApiError(404, "not_found", f"no sample named {sample!r}; GET /api/v1/dataset-samples lists them",
+                       {"field": "path.sample", "allowed": sorted(SAMPLES)})
+    filename = SAMPLES[sample][0]
+    with open(SAMPLES_DIR / filename, "rb") as f:
+        return _create(request, who, f, filename, sample, None)
 
 
 @router.get("", response_model=DatasetPage, summary="List datasets, newest first")

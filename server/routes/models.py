@@ -199,6 +199,37 @@ def frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tup
     return df, warnings
 
 
+@router.get("/models/{ref}/inputs", summary="The columns a failure or RUL model reads, with units, normal ranges "
+            "and typical values from its training data (to build an input form)")
+def model_inputs(ref: str, request: Request, session: DbSession, _: Viewer) -> dict[str, Any]:
+    m = registry.resolve(session, ref)
+    model = load_model(request, m)
+    ds = session.get(Dataset, m.dataset_id) if m.dataset_id else None
+    schema = model.builder.schema
+    profile = ((ds.profile or {}).get("columns") or {}) if ds else {}
+    numeric = set(numeric_columns(model))
+    inputs = []
+    for c in required_columns(model):
+        meta = schema.columns.get(c)
+        p = profile.get(c) or {}
+        item: dict[str, Any] = {"name": c, "kind": "numeric" if c in numeric else "categorical",
+                                "unit": meta.unit if meta else None,
+                                "normal_range": list(meta.normal_range) if meta and meta.normal_range else None,
+                                "description": meta.description if meta else None,
+                                "typical": p.get("median") if c in numeric else ((p.get("top") or [{}])[0].get("value"))}
+        if isinstance(model, RulModel) and c in (schema.unit, schema.time):
+            item["kind"] = "unit" if c == schema.unit else "time"
+        elif c not in numeric:
+            item["levels"] = [t["value"] for t in p.get("top") or []]
+        inputs.append(item)
+    out: dict[str, Any] = {"model_id": m.id, "kind": m.kind, "inputs": inputs, "dataset_id": m.dataset_id}
+    if isinstance(model, RulModel):
+        out.update(unit_column=schema.unit, time_column=schema.time, rul_cap=model.cap)
+    else:
+        out.update(threshold=model.threshold, failure_modes=list(model.mode_estimators))
+    return out
+
+
 def load_model(request: Request, m: Model) -> FailureModel | RulModel:
     if m.kind not in ("failure", "rul"):
         raise ApiError(422, "unsupported_model", f"model {m.id} is a {m.kind} model; only failure and RUL models "

@@ -40,7 +40,7 @@ def test_ml_only_worker_never_receives_gan_jobs(ml_only: Platform) -> None:
     assert stuck["status"] == "queued" and stuck["worker"] is None and stuck["started_at"] is None
     code, h = health(ml_only)
     assert code == 503 and h["status"] == "degraded"
-    assert h["queues"]["gan"] == {"workers": 0, "depth": 1} and h["queues"]["ml"]["workers"] == 1
+    assert h["queues"]["gan"] == {"workers": 0, "depth": 1, "worker_names": []} and h["queues"]["ml"]["workers"] == 1
     assert "no worker is consuming queue 'gan'" in h["problems"]
     assert "Task gan.ping" not in ml_only.workers["ml"].log_path.read_text()  # never received
     assert api.post(f"/api/v1/jobs/{gan['id']}/cancel").json()["status"] == "cancelled"
