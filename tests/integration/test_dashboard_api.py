@@ -32,6 +32,8 @@ def test_dashboard_files_are_public_with_strict_headers_and_gzip(platform: Platf
     assert gzip.decompress(body) == raw.content
     assert raw.headers["etag"] and httpx.get(platform.base_url + lib, headers={
         "If-None-Match": raw.headers["etag"], "Accept-Encoding": "identity"}).status_code == 304
+    fav = httpx.get(platform.base_url + "/favicon.ico")
+    assert fav.status_code == 200 and fav.headers["content-type"] == "image/svg+xml"
     # Files outside the static folder are not served.
     assert httpx.get(platform.base_url + "/static/../core/settings.py").status_code == 404
 
