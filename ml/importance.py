@@ -23,6 +23,7 @@ METHODS = {
     "random_forest": "random forest mean decrease in impurity (feature_importances_)",
     "logistic_regression": "logistic regression |coefficient| on standardised features",
 }
+SCOPE = "of the failure model (the per-mode models, which can also raise the score, have their own)"
 
 
 def _raw_importance(algorithm: str, estimator: Any) -> np.ndarray:
@@ -55,8 +56,8 @@ def feature_importance(algorithm: str, estimator: Any, builder: FeatureBuilder) 
         ranked[0][1] = round(ranked[0][1] + 1.0 - sum(v for _, v in ranked), 6)
     order = sorted(range(len(shares)), key=lambda i: -shares[i])[:TOP_FEATURES]
     return {
-        "method": (f"{METHODS[algorithm]}, as a share of the total; each derived feature's share is split "
-                   "equally over the original columns it is computed from"),
+        "method": (f"{METHODS[algorithm]} {SCOPE}, as a share of the total; each derived feature's share is "
+                   "split equally over the original columns it is computed from"),
         "by_column": [{"feature": c, "importance": v} for c, v in ranked],
         "top_features": [{"feature": builder.feature_names_[i], "importance": round(float(shares[i]), 6)}
                          for i in order],

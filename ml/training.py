@@ -47,7 +47,9 @@ def make_estimator(algorithm: str, seed: int, positive_rate: float) -> Any:
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
 
-        return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(),
+        # keep_empty_features: an all-missing feature stays a (constant) column instead of being
+        # dropped, so coefficients line up with the feature builder's names (importance, attributions).
+        return make_pipeline(SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler(),
                              LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
     raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}; got {algorithm!r}")
 

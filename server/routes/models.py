@@ -219,8 +219,11 @@ def model_inputs(ref: str, request: Request, session: DbSession, _: Viewer) -> d
                                 "typical": p.get("median") if c in numeric else ((p.get("top") or [{}])[0].get("value"))}
         if isinstance(model, RulModel) and c in (schema.unit, schema.time):
             item["kind"] = "unit" if c == schema.unit else "time"
-        elif c not in numeric:
-            item["levels"] = [t["value"] for t in p.get("top") or []]
+        elif c not in numeric:  # the levels the model was fitted with (the profile's top 20 may be fewer)
+            levels = getattr(model.builder, "levels_", {}).get(c)
+            item["levels"] = list(levels) if levels is not None else [t["value"] for t in p.get("top") or []]
+            if item["typical"] is None and item["levels"]:
+                item["typical"] = item["levels"][0]
         inputs.append(item)
     out: dict[str, Any] = {"model_id": m.id, "kind": m.kind, "inputs": inputs, "dataset_id": m.dataset_id}
     if isinstance(model, RulModel):

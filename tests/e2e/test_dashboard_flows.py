@@ -80,8 +80,12 @@ def test_empty_overview_offers_the_sample_then_drag_and_drop_upload(ui_platform:
     expect(page.locator("#queues")).to_contain_text("gan")
     if ui_platform.api("viewer").get("/api/v1/datasets").json()["total"] == 0:
         expect(page.locator("#getting-started")).to_contain_text("No datasets yet")
-        expect(page.locator("#import-sample")).to_be_enabled()
-    shot(page, "overview")
+        shot(page, "overview")
+        page.click("#import-sample")  # the one-click start: the bundled sample becomes a dataset
+        page.wait_for_url(re.compile(r"#/datasets/[0-9a-f]{32}$"), timeout=60_000)
+        expect(page.locator('main#view[data-page="datasets"][data-ready="true"]')).to_be_visible()
+        expect(page.locator("main#view h1")).to_have_text("ai4i2020")
+        expect(page.locator(".kpis")).to_contain_text("10,000")
 
     go(page, "#/datasets", "datasets")
     # A real drop: a DataTransfer holding the AI4I file, dropped on the drop zone.
@@ -133,6 +137,7 @@ def test_schema_editor_rejects_a_bad_expression_then_saves(ui_platform: Platform
     assert after["columns"]["Torque [Nm]"]["normal_range"] == [10.0, 60.0]
     assert after["target"] == "Machine failure" and after["failure_modes"] == before["failure_modes"]
     expect(page.locator('input[name="lo:Torque [Nm]"]')).to_have_value("10")
+    STATE["torque_range"] = (10, 60)
     shot(page, "dataset-detail")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download CSV").click()
@@ -190,7 +195,7 @@ def test_train_a_failure_model_and_read_its_evaluation(ui_platform: Platform, pa
 
 
 def test_predict_a_reading_and_stream_its_explanation(ui_platform: Platform, page: Any, llm_server: Any) -> None:
-    (model_id,) = need("model_id")
+    model_id, _ = need("model_id", "torque_range")
     sign_in(page, ui_platform.base_url, ui_platform.tokens["operator"])
     go(page, f"#/predict?model={model_id}", "predict")
     single = page.locator("#single")
@@ -322,12 +327,13 @@ def test_cancel_a_running_job_from_its_page(ui_platform: Platform, page: Any) ->
     page.click("#cancel-job")
     wait_job_page_done(page, "cancelled")
     assert ui_platform.api("viewer").job(job_id)["status"] == "cancelled"
+    STATE["cancelled_job"] = job_id
     expect(page.locator("#job-log")).to_contain_text("cancelled")
     expect(page.locator("#cancel-job")).to_have_count(0)
 
 
 def test_jobs_list_filters_and_pages_on_the_server(ui_platform: Platform, page: Any) -> None:
-    need("model_id")
+    need("cancelled_job")
     api = ui_platform.api()
     for _ in range(51):  # more than one page of 50, whatever ran before
         api.ping("llm")

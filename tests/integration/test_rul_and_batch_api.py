@@ -28,6 +28,15 @@ def rul(platform: Platform) -> dict:
     return {"dataset": ds, "job": job, "model_id": job["result"]["model_id"]}
 
 
+def test_rul_model_inputs_name_unit_time_settings_and_sensors(platform: Platform, rul: dict) -> None:
+    spec = platform.api("viewer").get(f"/api/v1/models/{rul['model_id']}/inputs").json()
+    kinds = {c["name"]: c["kind"] for c in spec["inputs"]}
+    assert kinds["unit"] == "unit" and kinds["cycle"] == "time"
+    assert kinds["setting_1"] == "numeric" and kinds["s2"] == "numeric" and "s1" not in kinds  # s1 is dropped
+    assert spec["unit_column"] == "unit" and spec["time_column"] == "cycle" and spec["rul_cap"] == 125
+    assert "threshold" not in spec
+
+
 def test_rul_training_registers_a_model_with_unit_grouped_metrics(platform: Platform, rul: dict) -> None:
     m = platform.api("viewer").get(f"/api/v1/models/{rul['model_id']}").json()
     assert m["kind"] == "rul" and m["name"] == "fleet-rul" and m["params"]["windows"] == [5, 10, 20]

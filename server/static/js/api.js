@@ -49,7 +49,13 @@ export async function api(path, { method = "GET", body, query, signal, auth = tr
   const headers = {};
   if (auth && session.token) headers.Authorization = `Bearer ${session.token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  const res = await fetch(url(path, query), { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
+  let res;
+  try {
+    res = await fetch(url(path, query), { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (err) {
+    if (err.name === "AbortError") throw err;
+    throw new ApiError(0, { error: { message: `network error: the API did not answer (${err.message})` } });
+  }
   if (!res.ok && !(path === "/api/health" && res.status === 503)) throw await errorOf(res);
   if (res.status === 204) return null;
   return res.json();
@@ -77,50 +83,87 @@ export function upload(path, form, onProgress) {
   });
 }
 
-// Reads an SSE stream: calls onEvent({id, event, data}) for each; resolves when the server closes it.
-// Reconnects with Last-Event-ID when the connection drops before the job's terminal event.
+// Reads a job's SSE stream: calls onEvent({id, event, data}) for each event; resolves when the
+// server ends the stream (it does so after the job's terminal event). A dropped connection is
+// resumed with Last-Event-ID after a growing pause; after MAX_RECONNECTS in a row it throws. An
+// in-band `event: error` (the token was revoked mid-stream) signs the tab out.
+const MAX_RECONNECTS = 10;
+
 export async function events(path, onEvent, signal) {
   let lastId = null;
-  for (let attempt = 0; attempt < 20 && !signal.aborted; attempt++) {
+  let failures = 0;
+  while (!signal.aborted) {
     const headers = { Authorization: `Bearer ${session.token}`, Accept: "text/event-stream" };
     if (lastId) headers["Last-Event-ID"] = lastId;
-    let res;
     try {
-      res = await fetch(url(path), { headers, signal });
-    } catch (e) {
-      if (signal.aborted) return;
-      await new Promise((r) => setTimeout(r, 1000));
-      continue;
-    }
-    if (!res.ok) throw await errorOf(res);
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
-    let buf = "";
-    let finished = false;
-    try {
+      const res = await fetch(url(path), { headers, signal });
+      if (!res.ok) throw await errorOf(res);
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = "";
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) { finished = true; break; }
+        if (done) return; // the server closed the stream: the job has ended
+        failures = 0;
         buf += value;
         let i;
         while ((i = buf.indexOf("\n\n")) >= 0) {
-          const block = buf.slice(0, i); buf = buf.slice(i + 2);
-          const ev = { id: null, event: "message", data: "" };
-          for (const line of block.split("\n")) {
-            if (line.startsWith(":")) continue;
-            const j = line.indexOf(":");
-            const k = j < 0 ? line : line.slice(0, j);
-            const v = j < 0 ? "" : line.slice(j + 1).replace(/^ /, "");
-            if (k === "id") ev.id = v; else if (k === "event") ev.event = v; else if (k === "data") ev.data += v;
-          }
-          if (!ev.data) continue;
+          const ev = parseEvent(buf.slice(0, i));
+          buf = buf.slice(i + 2);
+          if (!ev) continue;
           if (ev.id) lastId = ev.id;
-          try { ev.data = JSON.parse(ev.data); } catch { /* keep text */ }
+          if (ev.event === "error") {
+            const err = new ApiError(401, { error: ev.data });
+            if (ev.data && ev.data.code === "unauthorized") window.dispatchEvent(new CustomEvent("pm:unauthorized", { detail: err }));
+            throw err;
+          }
           onEvent(ev);
         }
       }
-    } catch (e) {
+    } catch (err) {
       if (signal.aborted) return;
+      if (err instanceof ApiError) throw err; // an answer, not a dropped connection
+      failures += 1;
+      if (failures > MAX_RECONNECTS) throw new Error(`lost the live connection to the API (${err.message}); reload the page`);
+      await new Promise((r) => setTimeout(r, Math.min(10_000, 500 * 2 ** failures)));
     }
-    if (finished) return; // the server ends the stream after the terminal event
   }
+}
+
+function parseEvent(block) {
+  const ev = { id: null, event: "message", data: "" };
+  for (const line of block.split("\n")) {
+    if (line.startsWith(":")) continue;
+    const j = line.indexOf(":");
+    const k = j < 0 ? line : line.slice(0, j);
+    const v = j < 0 ? "" : line.slice(j + 1).replace(/^ /, "");
+    if (k === "id") ev.id = v; else if (k === "event") ev.event = v; else if (k === "data") ev.data += v;
+  }
+  if (!ev.data) return null;
+  try { ev.data = JSON.parse(ev.data); } catch { /* keep the text */ }
+  return ev;
+}
+
+// Downloads an API file with the bearer header (a plain link can't send it) and hands it to the
+// browser as a file. Errors come back as ApiError like any other call (a 401 signs the tab out).
+export async function download(path, filename) {
+  let res;
+  try {
+    res = await fetch(url(path), { headers: { Authorization: `Bearer ${session.token}` } });
+  } catch (err) {
+    throw new ApiError(0, { error: { message: `network error: ${err.message}` } });
+  }
+  if (!res.ok) throw await errorOf(res);
+  const blob = await res.blob();
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = filename;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+// Error details as a list whatever was thrown (an ApiError, or a network TypeError).
+export function fieldErrorsOf(err) {
+  return err instanceof ApiError ? err.fieldErrors : [];
 }

@@ -57,7 +57,7 @@ export async function importSample(button) {
   button.textContent = "Importing the AI4I sample…";
   try {
     const ds = await api("dataset-samples/ai4i2020/import", { method: "POST" });
-    navigate(`#/datasets/${ds.id}`);
+    if (button.isConnected) navigate(`#/datasets/${ds.id}`); // not if the user has moved on meanwhile
   } catch (err) {
     showError(err, "import the sample");
     button.disabled = false;
@@ -69,25 +69,32 @@ export function navigate(hash) {
   if (location.hash === hash) route(); else location.hash = hash;
 }
 
-function parseHash() {
-  const parts = (location.hash.replace(/^#\/?/, "") || "overview").split("/").map(decodeURIComponent);
-  const [page, ...rest] = parts;
-  const [last, qs] = (rest.length ? rest[rest.length - 1] : "").split("?");
-  if (rest.length) rest[rest.length - 1] = last;
-  const query = new URLSearchParams(qs || (page.includes("?") ? page.split("?")[1] : ""));
-  return { page: page.split("?")[0], args: rest.filter((x) => x !== ""), query };
+// "#/page/arg1/arg2?k=v" → {page, args, query}; each part decoded once, after splitting.
+export function parseHash(hash) {
+  const raw = hash.replace(/^#\/?/, "");
+  const q = raw.indexOf("?");
+  const path = q < 0 ? raw : raw.slice(0, q);
+  const decode = (x) => { try { return decodeURIComponent(x); } catch { return x; } };
+  const [page, ...args] = path.split("/").map(decode);
+  return { page: page || "overview", args: args.filter((x) => x !== ""), query: new URLSearchParams(q < 0 ? "" : raw.slice(q + 1)) };
 }
+
+let moveFocus = false; // not on the first page after sign-in (focus goes to main then)
 
 async function route() {
   if (!session.me) return;
   if (current) current.controller.abort();
   destroyAll();
   clearBanner();
-  const { page, args, query } = parseHash();
+  const { page, args, query } = parseHash(location.hash);
   const load = PAGES[page];
-  const view = $("view");
-  view.dataset.page = page;
-  view.dataset.ready = "false";
+  const main = $("view");
+  main.dataset.page = page;
+  main.dataset.ready = "false";
+  // Each visit renders into its own element: whatever a page left running writes into a detached
+  // node once another page has replaced it, never over the new page.
+  const view = h("div", { class: "page" });
+  replace(main, view);
   for (const a of document.querySelectorAll("#nav a")) {
     if (a.getAttribute("href") === `#/${page}`) a.setAttribute("aria-current", "page"); else a.removeAttribute("aria-current");
   }
@@ -95,7 +102,7 @@ async function route() {
   current = { controller };
   if (!load) {
     replace(view, h("h1", {}, "Not found"), h("p", {}, `There is no page '${page}'. `, h("a", { href: "#/overview" }, "Go to the overview")));
-    view.dataset.ready = "true";
+    main.dataset.ready = "true";
     return;
   }
   replace(view, h("p", { class: "muted" }, "Loading…"));
@@ -104,14 +111,16 @@ async function route() {
     if (controller.signal.aborted) return;
     await mod.render(view, { args, query, signal: controller.signal });
     if (!controller.signal.aborted) {
-      view.dataset.ready = "true";
-      document.title = `${view.querySelector("h1")?.textContent || page} · Predictive Maintenance`;
+      main.dataset.ready = "true";
+      const h1 = view.querySelector("h1");
+      document.title = `${h1?.textContent || page} · Predictive Maintenance`;
+      if (h1 && moveFocus) { h1.tabIndex = -1; h1.focus({ preventScroll: true }); } // screen readers hear the new page
     }
   } catch (err) {
     if (controller.signal.aborted || err.name === "AbortError") return;
     replace(view, h("h1", {}, "Could not load this page"), h("p", { class: "error" }, err.message));
     showError(err);
-    view.dataset.ready = "true";
+    main.dataset.ready = "true";
   }
 }
 
@@ -120,8 +129,8 @@ async function signIn(token) {
   try {
     [session.me, session.platform] = await Promise.all([api("me"), api("platform")]);
   } catch (err) {
-    session.token = null;
     session.me = null;
+    if (err.status === 401) session.token = null; // else (API restarting) the tab keeps it for a retry
     throw err;
   }
   $("whoami").textContent = `${session.me.name} · ${session.me.role}`;
@@ -131,18 +140,24 @@ async function signIn(token) {
   $("view").focus();
 }
 
-function signOut(message) {
+function signOut(message, { keepToken = false } = {}) {
   if (current) current.controller.abort();
   destroyAll();
-  session.token = null;
+  if (!keepToken) session.token = null;
   session.me = null;
   replace($("view"));
   delete $("view").dataset.page;
   $("topbar").hidden = true;
   $("signin-panel").hidden = false;
   $("signin-error").textContent = message || "";
-  $("signin-token").value = "";
+  $("signin-token").value = keepToken && session.token ? session.token : "";
   $("signin-token").focus();
+}
+
+function signInFailed(err) {
+  return err.status === 401
+    ? "That token is unknown or revoked. Check it, or create one with `python -m server token create`."
+    : `Could not sign in: ${err.message}. Try again in a moment.`;
 }
 
 $("signin").addEventListener("submit", async (e) => {
@@ -152,19 +167,17 @@ $("signin").addEventListener("submit", async (e) => {
   try {
     await signIn(token);
   } catch (err) {
-    $("signin-error").textContent = err.status === 401
-      ? "That token is unknown or revoked. Check it, or create one with `python -m server token create`."
-      : `Could not sign in: ${err.message}`;
+    $("signin-error").textContent = signInFailed(err);
   }
 });
 $("signout").addEventListener("click", () => signOut("Signed out."));
 window.addEventListener("pm:unauthorized", () => {
   if (session.me) signOut("Your token was rejected (revoked or expired): sign in again.");
 });
-window.addEventListener("hashchange", route);
+window.addEventListener("hashchange", () => { moveFocus = true; route(); });
 
 if (session.token) {
-  signIn(session.token).catch(() => signOut(""));
+  signIn(session.token).catch((err) => signOut(err.status === 401 ? "" : signInFailed(err), { keepToken: err.status !== 401 }));
 } else {
   signOut("");
 }

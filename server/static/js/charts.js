@@ -4,7 +4,7 @@
 
 let loading = null;
 const live = new Set();
-export const COLORS = ["#0b5cad", "#d1495b", "#2a9d8f", "#e9a000", "#6a4c93", "#5c677d", "#8ab17d"];
+export const COLORS = ["#0b5cad", "#c8384b", "#1f7a70", "#a86d00", "#6a4c93", "#5c677d", "#4f7a3a"];
 
 export function loadChartJs() {
   if (window.Chart) return Promise.resolve(window.Chart);
@@ -28,7 +28,7 @@ export function destroyAll() {
 // canvas: an element inside a .chart-box; config: a Chart.js config.
 export async function draw(canvas, config, label) {
   const Chart = await loadChartJs();
-  if (!canvas.isConnected) return null;
+  if (!canvas || !canvas.isConnected) return null; // the page was left while the library loaded
   const old = Chart.getChart(canvas);
   if (old) { old.destroy(); live.delete(old); }
   const options = config.options || (config.options = {});

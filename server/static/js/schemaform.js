@@ -1,8 +1,8 @@
-// Forms built from the API's OpenAPI document: each field's type, default, limits, pattern and
-// help text come from the request model the server validates with, so the form and the API can't
-// disagree. The server's 422 `details.errors[].field` ("body.cv_folds") is shown under that field.
+// Forms built from the API's OpenAPI document: each field's type, default, limits and help text
+// come from the request model the server validates with, so what the form offers and says matches
+// what the API accepts; the API does the validating. The server's 422 `details.errors[].field` ("body.cv_folds") is shown under that field.
 
-import { api, session } from "./api.js";
+import { api, fieldErrorsOf, session } from "./api.js";
 import { navigate, showError } from "./app.js";
 import { field, h } from "./dom.js";
 
@@ -54,7 +54,11 @@ export async function schemaForm(componentName, { only, fixed = {}, inputs = {},
     } else if (base.type === "integer" || base.type === "number") {
       input = h("input", { type: "number", step: base.type === "integer" ? "1" : "any", value: p.default ?? "",
         min: base.minimum ?? base.exclusiveMinimum, max: base.maximum, required: required && !nullable });
-      read = () => (input.value === "" ? (nullable ? null : undefined) : Number(input.value));
+      read = () => {
+        // A typo ("12,5") reads as "" in a number input: refuse it rather than send the default.
+        if (input.validity.badInput) throw new FieldError(name, "not a number");
+        return input.value === "" ? (nullable ? null : undefined) : Number(input.value);
+      };
     } else if (base.type === "array") {
       input = h("input", { type: "text", value: Array.isArray(p.default) ? p.default.join(", ") : "" });
       const itemType = base.items?.type;
@@ -70,7 +74,7 @@ export async function schemaForm(componentName, { only, fixed = {}, inputs = {},
         try { return JSON.parse(input.value); } catch { throw new FieldError(name, "not valid JSON"); }
       };
     } else {
-      input = h("input", { type: "text", value: p.default ?? "", pattern: base.pattern?.replace(/^\^|\$$/g, ""), maxlength: base.maxLength, required: required && !nullable });
+      input = h("input", { type: "text", value: p.default ?? "", maxlength: base.maxLength });
       read = () => (input.value.trim() === "" ? (nullable ? null : undefined) : input.value.trim());
     }
     input.name = name;
@@ -98,7 +102,7 @@ export async function schemaForm(componentName, { only, fixed = {}, inputs = {},
     // Shows each field error under its field; returns the messages that name no field of this form.
     showErrors(err) {
       const rest = [];
-      const list = err instanceof FieldError ? [{ field: `body.${err.field}`, message: err.message }] : (err.fieldErrors || []);
+      const list = err instanceof FieldError ? [{ field: `body.${err.field}`, message: err.message }] : fieldErrorsOf(err);
       for (const fe of list) {
         const name = (fe.field || "").replace(/^body\./, "").split(".")[0].replace(/\[.*$/, "");
         const f = fields[name];
@@ -137,7 +141,7 @@ export function jobForm(form, { path, id, submitId, errorId, label, context, int
       navigate(`#/jobs/${job.id}`);
     } catch (err) {
       const rest = form.showErrors(err);
-      error.textContent = rest.length || !err.fieldErrors.length
+      error.textContent = rest.length || !fieldErrorsOf(err).length
         ? `${err.message}${err.status ? ` (HTTP ${err.status})` : ""}` : "Fix the fields marked above.";
       if (err.status === 403) showError(err, context);
     } finally { submit.disabled = !allowed; }

@@ -1,5 +1,5 @@
 import { actionButton, importSample, navigate, showError, showInfo } from "../app.js";
-import { api, session, upload } from "../api.js";
+import { api, download, fieldErrorsOf, session, upload } from "../api.js";
 import { bars } from "../charts.js";
 import { bytes, emptyState, field, grid, h, num, pager, pct, progressBar, replace, when } from "../dom.js";
 
@@ -16,7 +16,7 @@ export async function render(view, ctx) {
 }
 
 function uploader() {
-  const input = h("input", { type: "file", id: "upload-file", accept: ".csv,.tsv,.txt,.parquet", class: "visually-hidden" });
+  const input = h("input", { type: "file", id: "upload-file", accept: ".csv,.tsv,.txt,.parquet", class: "visually-hidden", tabindex: "-1" });
   const name = h("input", { type: "text", id: "upload-name", name: "name", maxlength: "200", placeholder: "e.g. line-3 spindles 2026-Q4" });
   const status = h("div", { id: "upload-status", "aria-live": "polite" });
   const zone = h("div", { class: "dropzone", id: "dropzone" },
@@ -26,7 +26,14 @@ function uploader() {
     h("p", { class: "hint" }, `Up to ${bytes(session.platform?.limits?.dataset_max_bytes)}. Delimiters, encodings and decimal commas are detected; you correct the column roles after the upload.`),
     input);
   async function send(file) {
+    input.value = ""; // the same file can be chosen again after an error
     if (!session.can("operator")) { showError(new Error(`uploading needs the 'operator' role (you are '${session.me.role}')`)); return; }
+    const limit = session.platform?.limits?.dataset_max_bytes;
+    if (limit && file.size > limit) {
+      replace(status, h("p", { class: "error", id: "upload-error" },
+        `${file.name} is ${bytes(file.size)}; this platform accepts uploads up to ${bytes(limit)} (DATASET_MAX_BYTES).`));
+      return;
+    }
     const form = new FormData();
     form.append("file", file);
     form.append("name", name.value.trim() || file.name.replace(/\.[^.]+$/, ""));
@@ -34,7 +41,7 @@ function uploader() {
     try {
       const ds = await upload("datasets", form, (f, phase) => replace(status, progressBar(f, "upload progress"),
         h("span", { class: "hint" }, phase === "upload" ? `uploading ${file.name}: ${Math.round(f * 100)} %` : "uploaded; reading, checking and profiling…")));
-      navigate(`#/datasets/${ds.id}`);
+      if (zone.isConnected) navigate(`#/datasets/${ds.id}`); // not if the user has moved on meanwhile
     } catch (err) {
       replace(status, h("p", { class: "error", id: "upload-error" }, `${file.name}: ${err.message}`));
       showError(err, "upload");
@@ -74,17 +81,12 @@ function roleOf(schema, c) {
   return "feature";
 }
 
-async function download(ds, format) {
-  const res = await fetch(`/api/v1/datasets/${ds.id}/download?format=${format}`, { headers: { Authorization: `Bearer ${session.token}` } });
-  if (!res.ok) { showError(new Error(`download failed: HTTP ${res.status}`)); return; }
-  const blob = await res.blob();
-  const a = h("a", { href: URL.createObjectURL(blob), download: `${ds.name}.${format}` });
-  document.body.append(a); a.click(); a.remove();
-  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
+function downloadAs(ds, format) {
+  download(`datasets/${ds.id}/download?format=${format}`, `${ds.name}.${format}`).catch((err) => showError(err, "download"));
 }
 
 async function renderDetail(view, id, { signal }) {
-  const ds = await api(`datasets/${id}`, { signal });
+  const ds = await api(`datasets/${encodeURIComponent(id)}`, { signal });
   const prof = ds.profile;
   const canEdit = session.can("operator");
   const schemaBox = h("div", { id: "schema-editor" });
@@ -93,8 +95,8 @@ async function renderDetail(view, id, { signal }) {
   const modes = prof.failure_modes;
   replace(view,
     h("div", { class: "row" }, h("h1", {}, ds.name), h("span", { class: "spacer" }),
-      h("button", { type: "button", class: "secondary", onclick: () => download(ds, "csv") }, "Download CSV"),
-      h("button", { type: "button", class: "secondary", onclick: () => download(ds, "parquet") }, "Download Parquet"),
+      h("button", { type: "button", class: "secondary", onclick: () => downloadAs(ds, "csv") }, "Download CSV"),
+      h("button", { type: "button", class: "secondary", onclick: () => downloadAs(ds, "parquet") }, "Download Parquet"),
       actionButton("Delete", "operator", async () => {
         if (!confirm(`Delete dataset '${ds.name}'? This cannot be undone.`)) return;
         try { await api(`datasets/${ds.id}`, { method: "DELETE" }); navigate("#/datasets"); } catch (err) { showError(err, "delete"); }
@@ -177,6 +179,7 @@ function renderSchemaEditor(box, ds, canEdit) {
       else if (v === "categorical") schema.categorical.push(r.c);
       else if (v === "ignore") schema.ignore.push(r.c);
       const meta = { ...r.meta, unit: r.unit.value.trim() || null };
+      if (r.lo.validity.badInput || r.hi.validity.badInput) { r.err.textContent = "the normal range must be numbers"; return; }
       if (r.lo.value !== "" || r.hi.value !== "") {
         if (r.lo.value === "" || r.hi.value === "") { r.err.textContent = "give both ends of the normal range, or neither"; return; }
         meta.normal_range = [Number(r.lo.value), Number(r.hi.value)];
@@ -187,6 +190,9 @@ function renderSchemaEditor(box, ds, canEdit) {
       const [n, e] = row.querySelectorAll("input");
       if (n.value.trim() || e.value.trim()) schema.derived[n.value.trim()] = e.value.trim();
     }
+    for (const name of Object.keys(schema.derived)) { // keep what was said about derived features
+      if (s.columns[name]) schema.columns[name] = s.columns[name];
+    }
     save.disabled = true;
     try {
       const updated = await api(`datasets/${ds.id}`, { method: "PATCH", body: { schema } });
@@ -195,7 +201,7 @@ function renderSchemaEditor(box, ds, canEdit) {
       showInfo("Schema saved; the dataset was re-checked and re-profiled.");
     } catch (err) {
       formError.textContent = err.message;
-      for (const fe of err.fieldErrors) {
+      for (const fe of fieldErrorsOf(err)) {
         const m = /columns\.([^.]+)/.exec(fe.field || "") || [];
         const target = rows.find((r) => r.c === m[1] || (fe.field || "").endsWith(`.${r.c}`) || (err.details.column === r.c));
         if (target) target.err.textContent = fe.message;

@@ -35,8 +35,12 @@ async function renderList(view, { query, signal }) {
       h("label", { for: "filter-queue" }, "Queue"), sel("queue", QUEUES),
       h("label", { for: "filter-kind" }, "Kind"), kind),
     listBox);
+  let shown = null;
   async function refresh() {
     const page = await api("jobs", { query: { status: q.status, queue: q.queue, kind: q.kind, limit: PAGE, offset: q.offset }, signal });
+    const key = JSON.stringify([page.total, page.items.map((j) => [j.id, j.status, j.progress, j.finished_at])]);
+    if (key === shown) return page; // unchanged: keep the DOM (and the keyboard focus in it)
+    shown = key;
     replace(listBox, page.items.length
       ? h("div", { class: "panel" },
         grid(["job", "kind", "queue", "status", "progress", "submitted", "by", "ran for"], page.items.map((j) => [
@@ -68,9 +72,9 @@ function resultLinks(result) {
 }
 
 async function renderJob(view, id, { signal }) {
-  let job = await api(`jobs/${id}`, { signal });
+  let job = await api(`jobs/${encodeURIComponent(id)}`, { signal });
   const head = h("div", { id: "job-head" });
-  const bar = h("div", { id: "job-progress" });
+  const barBox = h("div", { id: "job-progress" });
   const msg = h("p", { id: "job-message", class: "hint" });
   const log = h("div", { class: "log", id: "job-log", "aria-label": "event log" });
   const detail = h("div", { id: "job-detail" });
@@ -80,20 +84,33 @@ async function renderJob(view, id, { signal }) {
   let chart = null;
   let lossDirty = false;
   replace(view, h("h1", {}, `Job ${job.kind}`), head,
-    h("section", { class: "panel" }, h("h2", {}, "Progress"), bar, msg,
+    h("section", { class: "panel" }, h("h2", {}, "Progress"), barBox, msg,
       isTvae ? h("div", {}, h("h3", {}, "Training loss per epoch"), h("div", { class: "chart-box" }, lossCanvas)) : null),
     detail,
     h("section", { class: "panel" }, h("h2", {}, "Event log"), log));
 
+  // The head is built once and updated in place: progress events arrive several times a second,
+  // and rebuilding the Cancel button each time would drop keyboard focus and clicks in flight.
+  const badge = statusBadge(job.status);
+  const cancel = actionButton("Cancel", "operator", async () => {
+    cancel.disabled = true;
+    try { job = await api(`jobs/${job.id}/cancel`, { method: "POST" }); drawHead(); } catch (err) { showError(err, "cancel"); }
+  }, { class: "danger", id: "cancel-job" });
+  const bar = progressBar(job.progress, "job progress");
+  const percent = h("span", { id: "job-percent" });
+  replace(head, h("div", { class: "row" }, badge,
+    h("span", {}, `${job.task_name} on queue '${job.queue}'`), h("span", { class: "muted" }, `submitted ${when(job.created_at)} by ${job.submitted_by || "?"}`),
+    h("span", { class: "spacer" }), cancel));
+  replace(barBox, bar, percent);
   function drawHead() {
-    replace(head, h("div", { class: "row" }, statusBadge(job.status),
-      h("span", {}, `${job.task_name} on queue '${job.queue}'`), h("span", { class: "muted" }, `submitted ${when(job.created_at)} by ${job.submitted_by || "?"}`),
-      h("span", { class: "spacer" }),
-      !TERMINAL.includes(job.status) ? actionButton("Cancel", "operator", async (e) => {
-        e.currentTarget.disabled = true;
-        try { job = await api(`jobs/${job.id}/cancel`, { method: "POST" }); drawHead(); } catch (err) { showError(err, "cancel"); }
-      }, { class: "danger", id: "cancel-job", disabled: job.cancel_requested }) : null));
-    replace(bar, progressBar(job.progress, "job progress"), h("span", { id: "job-percent" }, `${Math.round(job.progress * 100)} %`));
+    badge.className = `badge s-${job.status}`;
+    badge.textContent = job.status;
+    if (TERMINAL.includes(job.status)) cancel.remove();
+    else if (job.cancel_requested) { cancel.disabled = true; cancel.textContent = "Cancelling…"; }
+    const p = Math.round(job.progress * 100);
+    bar.setAttribute("aria-valuenow", String(p));
+    bar.firstChild.style.width = `${p}%`;
+    percent.textContent = `${p} %`;
     msg.textContent = job.message || "";
   }
   function drawDetail() {
@@ -138,7 +155,7 @@ async function renderJob(view, id, { signal }) {
   const timer = setInterval(drawLoss, 500);
   signal.addEventListener("abort", () => clearInterval(timer));
   const seenEpochs = new Set(loss.map(([e]) => e));
-  events(`jobs/${id}/events`, (ev) => {
+  events(`jobs/${job.id}/events`, (ev) => {
     const d = ev.data || {};
     const t = d.ts ? when(d.ts) : "";
     if (ev.event === "progress") {
@@ -154,9 +171,12 @@ async function renderJob(view, id, { signal }) {
       drawHead();
     } else if (ev.event === "status") {
       addLog(`${t} status → ${d.status}${d.message ? `: ${d.message}` : ""}`, d.status === "failed" ? "bad" : "");
+      job.status = d.status;
+      drawHead();
       if (TERMINAL.includes(d.status)) {
-        api(`jobs/${id}`, { signal }).then(async (j) => { job = j; drawHead(); drawDetail(); await lossFromReport(); drawLoss(); }).catch(() => {});
-      } else { job.status = d.status; drawHead(); }
+        api(`jobs/${job.id}`, { signal }).then(async (j) => { job = j; drawHead(); drawDetail(); await lossFromReport(); drawLoss(); })
+          .catch((err) => { if (!signal.aborted) showError(err, "load the job's result"); });
+      }
     } else if (ev.event === "log") {
       addLog(`${t} ${d.level || "info"}: ${d.message}`, d.level === "error" ? "bad" : d.level === "warning" ? "warn" : "");
     } else if (ev.event === "token_reset") {

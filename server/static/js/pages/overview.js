@@ -44,6 +44,7 @@ export async function render(view, { signal }) {
       b, h("a", { class: "button secondary", href: "#/datasets" }, "Upload my own file")));
   }
 
+  let shown = null;
   async function refresh() {
     const [hl, run, queued, failed] = await Promise.all([
       api("/api/health", { signal }),
@@ -51,6 +52,9 @@ export async function render(view, { signal }) {
       api("jobs", { query: { status: "queued", limit: 1 }, signal }),
       api("jobs", { query: { status: "failed", limit: 5 }, signal }),
     ]);
+    const key = JSON.stringify([hl, run, queued.total, failed.items.map((j) => j.id)]);
+    if (key === shown) return; // unchanged: keep the DOM (and the keyboard focus in it)
+    shown = key;
     replace(health,
       h("div", { class: "kpi" }, h("b", { class: hl.status === "ok" ? "ok" : "bad" }, hl.status), h("span", {}, "platform")),
       h("div", { class: "kpi" }, h("b", { class: hl.database.ok ? "ok" : "bad" }, hl.database.ok ? "up" : "down"), h("span", {}, `database (${session.platform?.database})`)),

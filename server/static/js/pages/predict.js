@@ -1,11 +1,11 @@
 import { actionButton, navigate, showError } from "../app.js";
-import { api, events, session, upload } from "../api.js";
+import { api, events, fieldErrorsOf, session, upload } from "../api.js";
 import { bars } from "../charts.js";
 import { emptyState, field, grid, h, num, pct, progressBar, replace } from "../dom.js";
 
 export async function render(view, { query, signal }) {
   if (query.get("explanation")) {
-    const e = await api(`llm/explanations/${query.get("explanation")}`, { signal });
+    const e = await api(`llm/explanations/${encodeURIComponent(query.get("explanation"))}`, { signal });
     const box = h("div", {});
     replace(view, h("h1", {}, "Explanation"), h("p", {}, h("a", { href: `#/predict?model=${e.model_id}` }, "Score another reading with this model")), box);
     showExplanation(box, e, null);
@@ -14,12 +14,16 @@ export async function render(view, { query, signal }) {
   const [failure, rul] = await Promise.all([api("models", { query: { kind: "failure", limit: 200 }, signal }),
     api("models", { query: { kind: "rul", limit: 200 }, signal })]);
   const models = [...failure.items, ...rul.items];
+  const wanted = query.get("model");
+  if (wanted && !models.some((m) => m.id === wanted || `${m.name}:${m.version}` === wanted)) {
+    models.unshift(await api(`models/${encodeURIComponent(wanted)}`, { signal })); // older than the lists; 404 says so
+  }
   if (!models.length) {
     replace(view, h("h1", {}, "Predict & explain"), emptyState("No models to score with",
       "Train a failure or RUL model first; then enter a reading here, or score a whole file.", h("a", { class: "button", href: "#/train" }, "Train a model")));
     return;
   }
-  const chosen = models.find((m) => m.id === query.get("model")) || models[0];
+  const chosen = models.find((m) => m.id === wanted || `${m.name}:${m.version}` === wanted) || models[0];
   const select = h("select", { id: "predict-model", onchange: (e) => navigate(`#/predict?model=${e.target.value}`) },
     models.map((m) => h("option", { value: m.id, selected: m.id === chosen.id }, `${m.name} v${m.version} (${m.kind})${m.aliases.length ? ` @${m.aliases.join(",")}` : ""}`)));
   const spec = await api(`models/${chosen.id}/inputs`, { signal });
@@ -31,11 +35,11 @@ export async function render(view, { query, signal }) {
     h("div", { class: "grid2" },
       h("section", { class: "panel" }, h("h2", {}, "One reading"), single),
       h("section", { class: "panel" }, h("h2", {}, "A whole file (batch job)"), batch)));
-  singleForm(single, chosen, spec);
+  singleForm(single, chosen, spec, signal);
   await batchForm(batch, chosen, signal);
 }
 
-function singleForm(box, model, spec) {
+function singleForm(box, model, spec, signal) {
   const inputs = {};
   const fields = spec.inputs.map((c) => {
     let input;
@@ -69,10 +73,10 @@ function singleForm(box, model, spec) {
     submit.disabled = true;
     try {
       const res = await api(`models/${model.id}/predict`, { method: "POST", body: { rows: [row] } });
-      showPrediction(out, model, spec, row, res);
+      showPrediction(out, model, spec, row, res, signal);
     } catch (x) {
       err.textContent = x.message;
-      for (const fe of x.fieldErrors) {
+      for (const fe of fieldErrorsOf(x)) {
         const name = (fe.field || "").replace(/^body\.rows\[\d+\]\./, "");
         if (inputs[name]) { const f = inputs[name].input.closest(".field"); f.classList.add("invalid"); f.querySelector(".error").textContent = fe.message; }
       }
@@ -87,7 +91,7 @@ function statusOf(c, v) {
   return v < c.normal_range[0] ? "below" : v > c.normal_range[1] ? "above" : "within";
 }
 
-function showPrediction(box, model, spec, row, res) {
+function showPrediction(box, model, spec, row, res, signal) {
   const p = res.predictions[0];
   const readings = spec.inputs.filter((c) => c.kind === "numeric").map((c) => ({ c, v: row[c.name], s: statusOf(c, row[c.name]) }));
   const outside = readings.filter((r) => r.s === "below" || r.s === "above");
@@ -95,7 +99,9 @@ function showPrediction(box, model, spec, row, res) {
     r.c.normal_range ? `${num(r.c.normal_range[0])}–${num(r.c.normal_range[1])}` : "—", r.s === "within" ? "within" : r.s === "unknown" ? "—" : h("b", { class: "bad" }, r.s)]),
   { rowClass: (i) => (readings[i].s === "below" || readings[i].s === "above" ? "out-of-range" : "") });
   if (model.kind === "rul") {
-    replace(box, h("div", { class: "kpis" }, h("div", { class: "kpi", id: "rul-value" }, h("b", {}, num(p.rul, 1)), h("span", {}, `remaining useful life (unit ${p.unit}, capped at ${num(res.model.rul_cap)})`))),
+    replace(box, h("div", { class: "kpis" }, h("div", { class: "kpi", id: "rul-value" }, h("b", {}, num(p.rul, 1)), h("span", {}, `remaining useful life (unit ${p.unit}${res.model.rul_cap ? `, capped at ${num(res.model.rul_cap)}` : ", no cap"})`))),
+      h("p", { class: "hint" }, `From ${p.rows} reading(s) of this unit. The model looks back over each unit's recent history, so `
+        + "one reading is scored as a unit whose history starts here: score a unit's whole history as a file (batch job) for its real RUL."),
       outside.length ? h("p", { class: "bad" }, `${outside.length} reading(s) outside the normal range.`) : null, readingTable);
     return;
   }
@@ -118,7 +124,7 @@ function showPrediction(box, model, spec, row, res) {
     h("div", { class: "row" }, actionButton("Explain", "operator", async (e) => {
       const button = e.currentTarget;
       button.disabled = true;
-      try { await explain(explainBox, p.prediction_id, provider ? provider.value : undefined); } finally { button.disabled = false; }
+      try { await explain(explainBox, p.prediction_id, provider ? provider.value : undefined, signal); } finally { button.disabled = false; }
     }, { id: "explain-button" }), provider, h("span", { class: "hint" }, `prediction ${p.prediction_id.slice(0, 8)}`)),
     explainBox);
   if (modes.length) bars(modeCanvas, modes.map(([k]) => k), [{ label: "probability", values: modes.map(([, v]) => v) }], { y: "probability", label: "failure-mode probabilities" });
@@ -131,7 +137,7 @@ function partialSummary(text) {
   try { return JSON.parse(`"${m[1].replace(/\\$/, "")}"`); } catch { return m[1]; }
 }
 
-async function explain(box, predictionId, provider) {
+async function explain(box, predictionId, provider, pageSignal) {
   const stream = h("p", { class: "explanation", id: "explanation-stream", "aria-live": "polite" });
   const status = h("div", { id: "explain-status" }, progressBar(0, "explanation progress"), h("span", { class: "hint" }, "queued on the llm queue…"));
   replace(box, h("h3", {}, "Explanation"), status, stream);
@@ -142,7 +148,10 @@ async function explain(box, predictionId, provider) {
   let text = "";
   let tokens = 0;
   const ctl = new AbortController();
-  await events(`jobs/${job.id}/events`, (ev) => {
+  const stop = () => ctl.abort();
+  pageSignal.addEventListener("abort", stop); // leaving the page closes the stream
+  try {
+    await events(`jobs/${job.id}/events`, (ev) => {
     const d = ev.data || {};
     if (ev.event === "token") {
       text += d.text || "";
@@ -158,17 +167,24 @@ async function explain(box, predictionId, provider) {
     } else if (ev.event === "status" && ["succeeded", "failed", "cancelled"].includes(d.status)) {
       ctl.abort();
     }
-  }, ctl.signal).catch(() => {});
-  const done = await api(`jobs/${job.id}`);
-  if (done.status !== "succeeded") {
-    replace(status, h("p", { class: "error", id: "explain-error" }, `Explanation job ${done.status}: ${done.error ? done.error.message : ""}`),
-      h("a", { href: `#/jobs/${job.id}` }, "open the job"));
-    return;
+    }, ctl.signal);
+    if (pageSignal.aborted) return;
+    const done = await api(`jobs/${job.id}`, { signal: pageSignal });
+    if (done.status !== "succeeded") {
+      replace(status, h("p", { class: "error", id: "explain-error" }, `Explanation job ${done.status}: ${done.error ? done.error.message : ""}`),
+        h("a", { href: `#/jobs/${job.id}` }, "open the job"));
+      return;
+    }
+    const e = await api(`llm/explanations/${done.result.explanation_id}`, { signal: pageSignal });
+    status.remove();
+    stream.remove();
+    showExplanation(box, e, tokens);
+  } catch (err) {
+    if (pageSignal.aborted) return;
+    replace(status, h("p", { class: "error", id: "explain-error" }, err.message), h("a", { href: `#/jobs/${job.id}` }, "open the job"));
+  } finally {
+    pageSignal.removeEventListener("abort", stop);
   }
-  const e = await api(`llm/explanations/${done.result.explanation_id}`);
-  status.remove();
-  stream.remove();
-  showExplanation(box, e, tokens);
 }
 
 function showExplanation(box, e, streamedTokens) {

@@ -1,4 +1,4 @@
-import { actionButton, importSample, navigate } from "../app.js";
+import { actionButton, importSample } from "../app.js";
 import { api } from "../api.js";
 import { emptyState, h, num, replace } from "../dom.js";
 import { jobForm, schemaForm } from "../schemaform.js";
@@ -28,6 +28,10 @@ export async function render(view, { query, signal }) {
       h("a", { class: "button secondary", href: "#/datasets" }, "Go to Datasets")));
     return;
   }
+  const wanted = query.get("dataset");
+  if (wanted && !datasets.items.some((d) => d.id === wanted)) {
+    datasets.items.unshift(await api(`datasets/${encodeURIComponent(wanted)}`, { signal })); // older than the list; 404 says so
+  }
   const kind = KINDS[query.get("kind")] ? query.get("kind") : "failure";
   const spec = KINDS[kind];
   const form = await schemaForm(spec.component, {
@@ -37,8 +41,8 @@ export async function render(view, { query, signal }) {
   const el = jobForm(form, { path: spec.path, id: `train-${kind}`, submitId: "train-submit", errorId: "train-error",
     label: `Start ${spec.label.toLowerCase()} training`, context: "start training" });
   replace(view, h("h1", {}, "Train"),
-    h("div", { class: "tabs", role: "tablist" }, Object.entries(KINDS).map(([k, s]) => h("button", {
-      type: "button", role: "tab", "aria-selected": String(k === kind), id: `tab-${k}`,
-      onclick: () => navigate(`#/train?kind=${k}${query.get("dataset") ? `&dataset=${query.get("dataset")}` : ""}`) }, s.label))),
-    h("section", { class: "panel", role: "tabpanel", "aria-labelledby": `tab-${kind}` }, h("p", { class: "hint" }, spec.text), el));
+    h("nav", { class: "tabs", "aria-label": "what to train" }, Object.entries(KINDS).map(([k, sp]) => h("a", {
+      class: "tab", id: `tab-${k}`, "aria-current": k === kind ? "page" : undefined,
+      href: `#/train?kind=${k}${wanted ? `&dataset=${encodeURIComponent(wanted)}` : ""}` }, sp.label))),
+    h("section", { class: "panel", "aria-labelledby": `tab-${kind}` }, h("p", { class: "hint" }, spec.text), el));
 }
