@@ -56,19 +56,22 @@ class DashboardFiles(StaticFiles):
     library is 210 KB raw, 71 KB gzipped), compressed once per file version and kept in memory."""
 
     async def get_response(self, path: str, scope: dict[str, Any]) -> Response:
+        request_headers = dict(scope.get("headers") or [])
+        gzip_ok = path.endswith(COMPRESSIBLE) and b"gzip" in request_headers.get(b"accept-encoding", b"")
+        if gzip_ok:  # the gzipped representation has its own ETag (the file's + "-gz")
+            scope = {**scope, "headers": [(k, v.replace(b'-gz"', b'"')) if k == b"if-none-match" else (k, v)
+                                          for k, v in scope.get("headers") or []]}
         response = await super().get_response(path, scope)
         # no-cache: revalidated (ETag) on every use, so a new release shows at once
         response.headers.update({**SECURITY_HEADERS, "Cache-Control": "no-cache"})
-        accepts = dict(scope.get("headers") or []).get(b"accept-encoding", b"")
-        if (response.status_code == 200 and path.endswith(COMPRESSIBLE) and b"gzip" in accepts
-                and isinstance(response, FileResponse)):
+        if gzip_ok and response.status_code in (200, 304) and "etag" in response.headers:
+            response.headers["etag"] = response.headers["etag"].removesuffix('"') + '-gz"'
+            response.headers["vary"] = "Accept-Encoding"
+        if gzip_ok and response.status_code == 200 and isinstance(response, FileResponse):
             full = Path(response.path)
             body = _gzipped(str(full), full.stat().st_mtime_ns)
-            headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length",)}
-            etag = headers.get("etag")
-            if etag:  # a different representation needs its own validator
-                headers["etag"] = etag[:-1] + '-gz"' if etag.endswith('"') else etag + "-gz"
-            headers.update({"Content-Encoding": "gzip", "Vary": "Accept-Encoding"})
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+            headers["Content-Encoding"] = "gzip"
             return Response(body, status_code=200, headers=headers, media_type=response.media_type)
         return response
 

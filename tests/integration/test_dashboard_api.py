@@ -30,6 +30,10 @@ def test_dashboard_files_are_public_with_strict_headers_and_gzip(platform: Platf
     assert raw.status_code == 200 and "content-encoding" not in raw.headers
     assert z.headers["content-encoding"] == "gzip" and len(body) < len(raw.content) / 2
     assert z.headers["etag"] != raw.headers["etag"]  # each representation its own validator
+    again = httpx.get(platform.base_url + lib, headers={"Accept-Encoding": "gzip", "If-None-Match": z.headers["etag"]})
+    assert again.status_code == 304 and again.headers["etag"] == z.headers["etag"]  # a warm reload revalidates
+    assert httpx.get(platform.base_url + lib, headers={"Accept-Encoding": "identity",
+                                                       "If-None-Match": z.headers["etag"]}).status_code == 200
     assert gzip.decompress(body) == raw.content
     assert raw.headers["etag"] and httpx.get(platform.base_url + lib, headers={
         "If-None-Match": raw.headers["etag"], "Accept-Encoding": "identity"}).status_code == 304
