@@ -69,14 +69,19 @@ export function lines(canvas, series, { x, y, label, xMin, xMax, yMin, yMax } = 
   }, label);
 }
 
-// Bars: labels and [{label, values, color?}]; horizontal with {horizontal: true}
-export function bars(canvas, labels, series, { x, y, label, horizontal, stacked } = {}) {
+// Bars: labels and [{label, values, color?}]; horizontal with {horizontal: true}; with
+// {overlay: true} the series are drawn over each other, translucent (histograms compared bin by bin).
+export function bars(canvas, labels, series, { x, y, label, horizontal, stacked, overlay } = {}) {
   return draw(canvas, {
     type: "bar",
     data: {
       labels,
-      datasets: series.map((s, i) => ({ label: s.label, data: s.values, backgroundColor: s.color || COLORS[i % COLORS.length],
-        borderWidth: 0, barPercentage: 0.95, categoryPercentage: series.length > 1 ? 0.9 : 1 })),
+      datasets: series.map((s, i) => {
+        const color = s.color || COLORS[i % COLORS.length];
+        return { label: s.label, data: s.values, backgroundColor: overlay ? `${color}80` : color,
+          borderColor: color, borderWidth: overlay ? 1.5 : 0, grouped: !overlay, barPercentage: overlay ? 1 : 0.95,
+          categoryPercentage: series.length > 1 && !overlay ? 0.9 : 1 };
+      }),
     },
     options: {
       indexAxis: horizontal ? "y" : "x",

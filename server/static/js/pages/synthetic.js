@@ -69,7 +69,7 @@ async function renderReport(view, ref, signal) {
         h("p", {}, `Exact copies of real training rows: ${num(p.exact_copies)}.`),
         h("p", { class: "hint" }, p.protocol || ""))),
     h("section", { class: "panel" }, h("h2", {}, "Sample more rows"), sampleBox),
-    h("section", { class: "panel" }, h("h2", {}, "Real vs synthetic, per column"), h("p", { class: "hint" }, "Share of rows per bin; bars side by side."), hists));
+    h("section", { class: "panel" }, h("h2", {}, "Real vs synthetic, per column"), h("p", { class: "hint" }, "Share of rows per bin, real and synthetic drawn over each other."), hists));
 
   const rateLabels = ["failure", ...modeNames];
   bars(rateCanvas, rateLabels, [
@@ -83,7 +83,7 @@ async function renderReport(view, ref, signal) {
     hists.append(h("div", { class: "panel" }, h("h3", {}, c), h("div", { class: "chart-box small" }, canvas)));
     const labels = hg.kind === "numeric" ? hg.real.map((_, i) => num((hg.edges[i] + hg.edges[i + 1]) / 2, 2)) : hg.levels;
     bars(canvas, labels, [{ label: "real", values: share(hg.real) }, { label: "synthetic", values: share(hg.synthetic) }],
-      { y: "share of rows", label: `real vs synthetic histogram of ${c}` });
+      { y: "share of rows", label: `real vs synthetic histogram of ${c}`, overlay: true });
   }
   await sampleForm(sampleBox, r);
 }
