@@ -58,6 +58,28 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")
     log_level: str = "INFO"
 
+    # Limits on what one request or job may cost (issue 12). Each breach is a 413/422 naming the
+    # setting and the value; each is checked before the expensive step.
+    max_page_offset: int = Field(default=100_000, ge=0, description="Largest `offset` of any paged list")
+    max_field_chars: int = Field(default=10_000, ge=16, description="Longest string accepted anywhere: "
+                                 "JSON values and keys, query and form fields, file headers and cells")
+    max_predict_rows: int = Field(default=10_000, ge=1, description="Rows per online predict request")
+    max_predict_keys: int = Field(default=2_000, ge=1, description="Distinct keys across the rows of one predict request")
+    dataset_max_columns: int = Field(default=2_000, ge=1, description="Columns per dataset")
+    dataset_max_cells: int = Field(default=100_000_000, ge=1, description="Rows x columns per dataset (from Parquet "
+                                   "metadata before reading; counted while streaming a CSV)")
+    dataset_max_derived: int = Field(default=50, ge=0, description="Derived-feature expressions per schema")
+    tvae_max_layer: int = Field(default=2_048, ge=2, description="Widest TVAE layer (compress/decompress dims, embedding)")
+    tvae_max_epochs: int = Field(default=10_000, ge=1, description="Most TVAE epochs per job")
+    tvae_max_batch: int = Field(default=50_000, ge=10, description="Largest TVAE batch size")
+    gan_max_sample_rows: int = Field(default=5_000_000, ge=1, description="Most rows one sampling job may write")
+    db_connect_timeout_seconds: float = Field(default=5.0, gt=0, description="PostgreSQL connect timeout")
+    db_statement_timeout_seconds: float = Field(default=30.0, gt=0, description="PostgreSQL statement timeout")
+    scratch_max_age_hours: float = Field(default=24.0, gt=0, description="Scratch and partial files older than this "
+                                         "(left by killed jobs or uploads) are removed by the maintenance loop")
+    idempotency_ttl_hours: float = Field(default=24.0, gt=0, description="How long an Idempotency-Key returns the "
+                                         "job it first created (per token)")
+
     # Explanations (llm queue). The key is read by the llm worker only; it never enters job params,
     # logs, errors or responses.
     openai_base_url: str | None = Field(default=None, description="OpenAI-compatible endpoint, e.g. "
