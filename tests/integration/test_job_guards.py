@@ -1,0 +1,65 @@
+"""Jobs that cannot run away: the per-job memory guard, in real prefork workers.
+
+A test-only job (tests/integration/guard_tasks.py, loaded with PM_EXTRA_TASK_MODULES) allocates
+memory in steps of 35 MB (385 MB at most) in a worker whose WORKER_MAX_MEMORY_MB is 450 (a pool
+child starts near 230 MB).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from core import jobs
+from tests.conftest import Platform, new_database
+from tests.helpers import RedisServer
+
+LIMIT_MB = 450
+
+
+@pytest.fixture
+def guarded(backend: str, isolated_redis: RedisServer) -> Iterator[Platform]:
+    with new_database(backend) as url:
+        p = Platform(url, isolated_redis.url(0), f"{backend}-mem", queues=("ml",),
+                     extra_env={"PM_EXTRA_TASK_MODULES": "tests.integration.guard_tasks",
+                                "WORKER_MAX_MEMORY_MB": str(LIMIT_MB)}).start()
+        yield p
+        p.stop()
+
+
+def grow(p: Platform, *, cooperative: bool) -> str:
+    # Sent by the API's outbox, like any job whose message was not sent at submit time.
+    return jobs.submit(task_name="ml.test_grow", queue="ml", kind="test_grow", submitted_by="test",
+                       params={"step_mb": 35, "steps": 11, "cooperative": cooperative, "block_s": 120},
+                       dispatcher=None, db_url=p.db_url).id
+
+
+def assert_memory_limit(job: dict) -> None:
+    assert job["status"] == "failed", job
+    err = job["error"]
+    assert err["type"] == "MemoryLimitExceeded" and err["code"] == "memory_limit", err
+    assert f"WORKER_MAX_MEMORY_MB={LIMIT_MB}" in err["message"]
+    assert err["details"]["setting"] == "WORKER_MAX_MEMORY_MB" and err["details"]["limit_mb"] == LIMIT_MB
+    assert err["details"]["rss_mb"] > LIMIT_MB
+
+
+def test_job_over_memory_limit_stops_cooperatively(guarded: Platform) -> None:
+    api = guarded.api()
+    job = api.wait(grow(guarded, cooperative=True), timeout=90)
+    assert_memory_limit(job)
+    assert job["attempts"] == 1
+    assert api.wait(api.ping("ml")["id"])["status"] == "succeeded"  # the worker is fine
+
+
+def test_job_that_never_checks_is_failed_and_its_process_ended(guarded: Platform) -> None:
+    api = guarded.api()
+    job = api.wait(grow(guarded, cooperative=False), timeout=90)
+    assert_memory_limit(job)
+    # The pool replaced the ended child and runs the next job; the killed job's message, handed
+    # back when its process died, finds it terminal: it is not run again as a lost worker's job.
+    assert api.wait(api.ping("ml")["id"], timeout=60)["status"] == "succeeded", guarded.logs()
+    log = guarded.workers["ml"].log_path.read_text()
+    assert "job did not stop at its memory limit; ending its process" in log
+    again = api.job(job["id"])
+    assert again["status"] == "failed" and again["attempts"] == 1 and again["error"]["code"] == "memory_limit"
