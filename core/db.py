@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.settings import get_settings
@@ -76,7 +77,12 @@ def _engine(url: str, connect_timeout_s: float = 5.0, statement_timeout_s: float
             # Writers take the lock up front (no SQLITE_BUSY on a read-to-write upgrade between
             # processes); readers use a deferred snapshot so pollers never queue behind writers.
             if conn.get_execution_options().get("sqlite_immediate", False):
-                _begin_immediate(conn.connection.dbapi_connection, statement_timeout_s)
+                try:
+                    _begin_immediate(conn.connection.dbapi_connection, statement_timeout_s)
+                except sqlite3.OperationalError as exc:
+                    # Raised from an event hook SQLAlchemy doesn't wrap: wrap it like any statement's
+                    # error, so callers that ride out a busy database (DBAPIError) see it as one.
+                    raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
             else:
                 conn.exec_driver_sql("BEGIN")
 
