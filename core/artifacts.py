@@ -183,7 +183,8 @@ class ArtifactStore:
                     else:
                         d.unlink(missing_ok=True)
                     removed += 1
-        if self.root.is_dir():
+        # Only the fsspec cache downloads under a .partial name (a local store moves files in whole).
+        if self.url is not None and self.root.is_dir():
             for p in list(self.root.rglob("*.partial")):
                 with suppress(FileNotFoundError):
                     if p.stat().st_mtime < older_than:

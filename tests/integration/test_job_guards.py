@@ -63,3 +63,37 @@ def test_job_that_never_checks_is_failed_and_its_process_ended(guarded: Platform
     assert "job did not stop at its memory limit; ending its process" in log
     again = api.job(job["id"])
     assert again["status"] == "failed" and again["attempts"] == 1 and again["error"]["code"] == "memory_limit"
+
+
+def test_api_maintenance_removes_old_scratch_and_orphaned_artifacts(backend: str, isolated_redis: RedisServer) -> None:
+    """Files left by killed jobs before the API starts are removed by its maintenance loop (which
+    cleans at start and then hourly); recent ones stay."""
+    import os
+    import time
+
+    from core.artifacts import ArtifactStore
+    from tests.helpers import wait_until
+
+    with new_database(backend) as url:
+        p = Platform(url, isolated_redis.url(0), f"{backend}-clean", queues=("ml",))
+        store = ArtifactStore(p.env.get("ARTIFACT_ROOT") or p.dir / "artifacts", local_dir=p.dir)
+        shared = p.dir / "artifacts"
+        scratch = (store.root if store.url is None else store.local_dir) / "tmp"
+        old = time.time() - 30 * 3600
+        leftovers = [scratch / "killed-job" / "model.joblib", shared / "models" / f"{'3' * 32}.joblib",
+                     shared / "datasets" / f"{'4' * 32}.parquet"]
+        recent = scratch / "upload-in-progress" / "upload.csv"
+        for f in [*leftovers, recent]:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_bytes(b"left behind")
+        for f in [*leftovers, leftovers[0].parent]:
+            os.utime(f, (old, old))
+        p.start()
+        try:
+            wait_until(lambda: not any(f.exists() for f in leftovers), timeout=30, what="leftovers removed",
+                       on_timeout=p.logs)
+            assert not leftovers[0].parent.exists() and recent.exists()
+            api = p.api()
+            assert api.wait(api.ping("ml")["id"])["status"] == "succeeded"
+        finally:
+            p.stop()
