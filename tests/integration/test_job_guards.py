@@ -7,7 +7,9 @@ child starts near 230 MB).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -97,3 +99,105 @@ def test_api_maintenance_removes_old_scratch_and_orphaned_artifacts(backend: str
             assert api.wait(api.ping("ml")["id"])["status"] == "succeeded"
         finally:
             p.stop()
+
+
+class TcpProxy:
+    """A loopback TCP relay to PostgreSQL that the test can cut (every connection dropped, new ones
+    closed at once, as a database that went away looks to its clients) and restore."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        import socket
+        import threading
+
+        self.target, self.up = target, True
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self._open: list[Any] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def cut(self) -> None:
+        import socket
+
+        self.up = False
+        with self._lock:
+            sockets, self._open = self._open, []
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.server.close()
+
+
+def test_database_down_40s_when_a_job_finishes_keeps_its_outcome(backend: str, isolated_redis: RedisServer) -> None:
+    """PostgreSQL unreachable from the moment a job finishes until 40 s later (past the stale-job
+    limit): the worker keeps retrying its outcome and the reaper does not requeue the job once the
+    database is back, so the job succeeds once, on its first attempt."""
+    import time
+
+    from tests.conftest import PG_ADMIN_URL
+
+    if backend != "postgresql":
+        pytest.skip("a SQLite file can't be made unreachable from outside the process")
+    with new_database(backend) as url:
+        proxy = TcpProxy(("127.0.0.1", 5432))
+        via_proxy = url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert via_proxy != url, PG_ADMIN_URL
+        p = Platform(via_proxy, isolated_redis.url(0), "pg-finish-outage", queues=("ml",)).start()
+        try:
+            api = p.api()
+            job = api.ping("ml", sleep_s=3)
+            api.wait(job["id"], "running", timeout=30)
+            proxy.cut()  # down before the job's last step: its outcome meets a dead database
+            time.sleep(40)
+            proxy.restore()
+            done = api.wait(job["id"], timeout=60)
+            assert done["status"] == "succeeded" and done["attempts"] == 1, (done, p.logs())
+            log = p.workers["ml"].log_path.read_text()
+            assert "could not record job outcome yet; retrying" in log
+            assert "requeued" not in api.get(f"/api/v1/jobs/{job['id']}").text
+        finally:
+            p.stop()
+            proxy.close()
