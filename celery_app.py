@@ -7,6 +7,7 @@ name matches no route fails at send time instead of waiting forever on a queue n
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from celery import Celery
@@ -57,7 +58,10 @@ def build_config(settings: Settings) -> dict[str, Any]:
     }
 
 
-app = Celery("predictive_maintenance", include=["tasks.system", "tasks.gan", "tasks.ml", "tasks.llm"])
+# PM_EXTRA_TASK_MODULES (comma-separated): more task modules for a worker to import. The test suite
+# uses it to run test-only jobs (tests/integration/guard_tasks.py) in real worker processes.
+_EXTRA = [m.strip() for m in os.environ.get("PM_EXTRA_TASK_MODULES", "").split(",") if m.strip()]
+app = Celery("predictive_maintenance", include=["tasks.system", "tasks.gan", "tasks.ml", "tasks.llm", *_EXTRA])
 app.conf.update(build_config(get_settings()))
 
 # Worker liveness records and logging setup hook into worker signals.

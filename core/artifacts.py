@@ -109,25 +109,99 @@ class ArtifactStore:
     def _cache_path(self, digest: str, key: str) -> Path:
         return self.root / digest[:2] / f"{digest}{Path(key).suffix}"
 
-    def local(self, key: str, sha256: str) -> Path:
-        """A local file holding the artifact, verified against `sha256`; raises ArtifactMismatch."""
+    def _fetch(self, key: str, sha256: str) -> Path:
+        """The local file for `key` (downloaded into the cache if needed), not yet verified."""
         if self.url is None:
             path = self._local_path(key)
             if not path.exists():
                 raise ArtifactMismatch(f"{key} is missing from the artifact store")
-        else:
-            path = self._cache_path(sha256, key)
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
-                try:
-                    self.fs.get_file(self._remote(key), str(tmp))
-                except FileNotFoundError:
-                    raise ArtifactMismatch(f"{key} is missing from the artifact store {self.url}") from None
-                os.replace(tmp, path)
+            return path
+        path = self._cache_path(sha256, key)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
+            try:
+                self.fs.get_file(self._remote(key), str(tmp))
+            except FileNotFoundError:
+                tmp.unlink(missing_ok=True)
+                raise ArtifactMismatch(f"{key} is missing from the artifact store {self.url}") from None
+            os.replace(tmp, path)
+        return path
+
+    def local(self, key: str, sha256: str) -> Path:
+        """A local file holding the artifact, verified against `sha256`; raises ArtifactMismatch.
+
+        For files too large to hold in memory (datasets). Whoever opens the path later reads the
+        file again; for anything that is unpickled use `read_verified`."""
+        path = self._fetch(key, sha256)
         if sha256_file(path) != sha256:
             raise ArtifactMismatch(f"{key} does not match the sha256 recorded for it; refusing to use it")
         return path
+
+    def read_verified(self, key: str, sha256: str) -> bytes:
+        """The artifact's bytes, read once and checked against `sha256`: the caller loads exactly
+        the bytes that were hashed, so a file swapped after the check can't be slipped in."""
+        data = self._fetch(key, sha256).read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ArtifactMismatch(f"{key} does not match the sha256 recorded for it; refusing to use it")
+        return data
+
+    # -- keys and housekeeping ---------------------------------------------------------------
+    def list_keys(self, prefix: str) -> list[tuple[str, float]]:
+        """(key, mtime as epoch seconds) of every file directly under `prefix/` (e.g. "models")."""
+        out: list[tuple[str, float]] = []
+        if self.url is None:
+            folder = self._local_path(prefix)
+            if folder.is_dir():
+                for p in folder.iterdir():
+                    with suppress(FileNotFoundError):
+                        if p.is_file():
+                            out.append((f"{prefix}/{p.name}", p.stat().st_mtime))
+            return out
+        try:
+            entries = self.fs.ls(self._remote(prefix), detail=True)
+        except FileNotFoundError:
+            return out
+        for info in entries:
+            if info.get("type") == "file":
+                mtime = _remote_mtime(info)
+                if mtime is not None:
+                    out.append((f"{prefix}/{info['name'].rstrip('/').rsplit('/', 1)[-1]}", mtime))
+        return out
+
+    def clean_scratch(self, older_than: float) -> int:
+        """Remove scratch directories and `*.partial` files last touched before `older_than`
+        (epoch seconds). Returns how many were removed. A scratch directory counts as touched when
+        any file in it was, so one still being written to is kept."""
+        removed = 0
+        tmp_root = (self.root if self.url is None else self.local_dir) / "tmp"
+        if tmp_root.is_dir():
+            for d in list(tmp_root.iterdir()):
+                if _newest_mtime(d) < older_than:
+                    if d.is_dir():
+                        shutil.rmtree(d, ignore_errors=True)
+                    else:
+                        d.unlink(missing_ok=True)
+                    removed += 1
+        # Only the fsspec cache downloads under a .partial name (a local store moves files in whole).
+        if self.url is not None and self.root.is_dir():
+            for p in list(self.root.rglob("*.partial")):
+                with suppress(FileNotFoundError):
+                    if p.stat().st_mtime < older_than:
+                        p.unlink()
+                        removed += 1
+        if self.url is not None:
+            try:
+                found = self.fs.find(self.base, detail=True)
+            except FileNotFoundError:
+                found = {}
+            for name, info in found.items():
+                mtime = _remote_mtime(info)
+                if name.endswith(".partial") and mtime is not None and mtime < older_than:
+                    with suppress(FileNotFoundError):
+                        self.fs.rm(name)
+                        removed += 1
+        return removed
 
     def delete(self, key: str) -> None:
         if self.url is None:
@@ -135,3 +209,33 @@ class ArtifactStore:
             return
         with suppress(FileNotFoundError):
             self.fs.rm(self._remote(key))
+
+
+def _newest_mtime(path: Path) -> float:
+    """The latest mtime of `path` and everything below it (0 if it vanished meanwhile)."""
+    newest = 0.0
+    with suppress(FileNotFoundError):
+        newest = path.stat().st_mtime
+        if path.is_dir():
+            for p in path.rglob("*"):
+                with suppress(FileNotFoundError):
+                    newest = max(newest, p.stat().st_mtime)
+    return newest
+
+
+def _remote_mtime(info: dict[str, Any]) -> float | None:
+    """Modification time from an fsspec `info` dict; each backend names it differently."""
+    for field in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(field)
+        if value is None:
+            continue
+        if isinstance(value, int | float):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+        if isinstance(value, str):
+            from datetime import datetime
+
+            with suppress(ValueError):
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None

@@ -2,10 +2,15 @@
 
 Bad input never leaves anything behind: the file is staged in a scratch directory, and the row is
 written only after the Parquet file is in place; if the row can't be written the file is removed.
+A job's output dataset is staged the same way, but its row is written by `StagedDataset.record` in
+the transaction that finishes the job (`core.jobs.finish(..., outputs=...)`), so a run that lost its
+job writes no row and its file is removed.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,8 @@ from core.models import Dataset, Job, Model, new_id, utcnow
 from ml.datasets import ingest, reprofile
 from ml.profile import profile_parquet
 from ml.schema import DatasetSchema
+
+log = logging.getLogger("pm.datasets")
 
 
 def create(*, upload: Path, filename: str | None, name: str, given: DatasetSchema | None, created_by: str | None,
@@ -41,30 +48,78 @@ def register_parquet(path: Path, *, name: str, schema: DatasetSchema, kind: str,
                      db_url: str | None = None) -> Dataset:
     """Record a Parquet file the platform wrote itself (scored or synthetic rows). It is profiled
     one column at a time, so a file larger than memory is fine; `path` is moved into the store."""
+    staged = stage_parquet(path, name=name, schema=schema, kind=kind, created_by=created_by, store=store,
+                           lineage=lineage, db_url=db_url)
+    return _record(staged, db_url)
+
+
+def stage_parquet(path: Path, *, name: str, schema: DatasetSchema, kind: str, created_by: str | None,
+                  store: ArtifactStore, lineage: dict[str, Any] | None = None,
+                  db_url: str | None = None) -> StagedDataset:
+    """Move a Parquet file the platform wrote itself into the store; its row is written later by
+    `StagedDataset.record` (a job: in the transaction that finishes it)."""
     import pyarrow.parquet as pq
 
     meta = pq.ParquetFile(path)
-    return _store_and_record(
+    return _stage(
         path, store, db_url, name=name, kind=kind, source_sha256=None, source_filename=None,
         source_format={"format": "parquet"}, rows=meta.metadata.num_rows,
         columns=[str(c) for c in meta.schema_arrow.names], schema=schema.model_dump(mode="json"),
         profile=profile_parquet(path, schema), lineage=lineage, created_by=created_by)
 
 
-def _store_and_record(staged: Path, store: ArtifactStore, db_url: str | None, **fields: Any) -> Dataset:
-    """Move the Parquet file into the store, then write its row; if the row can't be written the
-    file is removed again, so nothing is left half-made."""
+@dataclass
+class StagedDataset:
+    """A Parquet file already in the store whose row is not written yet (a `core.jobs.Output`)."""
+
+    store: ArtifactStore
+    row: Dataset
+    db_url: str | None = None
+
+    @property
+    def id(self) -> str:
+        return self.row.id
+
+    def record(self, session: Session) -> dict[str, Any]:
+        session.add(self.row)
+        return {}
+
+    def discard(self) -> None:
+        """Remove the staged file unless its row exists after all; if the database can't be
+        asked, leave it to the periodic orphan cleanup."""
+        try:
+            with session_scope(self.db_url, write=False) as session:
+                if session.get(Dataset, self.row.id) is not None:
+                    return
+        except Exception:  # noqa: BLE001 - core/cleanup.py removes it later
+            log.warning("staged dataset not removed (database unavailable)", extra={"dataset_id": self.row.id})
+            return
+        self.store.delete(self.row.storage_key)
+
+
+def _stage(staged: Path, store: ArtifactStore, db_url: str | None, **fields: Any) -> StagedDataset:
     dataset_id = new_id()
     key = f"datasets/{dataset_id}.parquet"
     digest, size = store.put(key, staged)
-    row = Dataset(id=dataset_id, storage_key=key, sha256=digest, size_bytes=size, **fields)
+    return StagedDataset(store, Dataset(id=dataset_id, storage_key=key, sha256=digest, size_bytes=size, **fields),
+                         db_url)
+
+
+def _record(staged: StagedDataset, db_url: str | None) -> Dataset:
+    """Write a staged dataset's row on its own; if it can't be written the file is removed again."""
     try:
         with session_scope(db_url) as session:
-            session.add(row)
+            staged.record(session)
     except BaseException:
-        store.delete(key)
+        staged.store.delete(staged.row.storage_key)
         raise
-    return row
+    return staged.row
+
+
+def _store_and_record(staged: Path, store: ArtifactStore, db_url: str | None, **fields: Any) -> Dataset:
+    """Move the Parquet file into the store, then write its row; if the row can't be written the
+    file is removed again, so nothing is left half-made."""
+    return _record(_stage(staged, store, db_url, **fields), db_url)
 
 
 def get(session: Session, dataset_id: str) -> Dataset:

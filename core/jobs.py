@@ -10,7 +10,10 @@ Life of a job
 3. While running, the worker `heartbeat`s. Each heartbeat also tells it whether a cancel was asked
    for and whether it still owns the job. A job whose heartbeat goes silent (worker killed, machine
    gone) is requeued by `reap_stale` with a new `dispatch_seq`, so the old message can't run it again.
-4. `finish` writes the terminal state exactly once, and only for the current owner.
+4. `finish` writes the terminal state exactly once, and only for the current owner. What a job
+   made (a registry row, a dataset row, an explanation) is staged as an `Output` and its row is
+   inserted in the same transaction as the job's success, after the conditional update: a run
+   that no longer owns the job writes neither.
 
 All writes are single conditional UPDATEs so that several API processes and workers can race safely.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
@@ -47,6 +52,14 @@ class JobError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
+
+
+class Output(Protocol):
+    """Something a job made whose row is written only as part of finishing it (see `finish`)."""
+
+    def record(self, session: Session) -> dict[str, Any]: ...  # insert the row; fields to merge into the result
+
+    def discard(self) -> None: ...  # the row was never written: remove what was staged
 
 
 class Dispatcher(Protocol):
@@ -427,9 +440,16 @@ def owned_event(job_id: str, seq: int, type_: str, data: dict[str, Any], *, db_u
 
 
 def finish(job_id: str, seq: int, status: str, *, result: dict[str, Any] | None = None,
-           error: dict[str, Any] | None = None, message: str | None = None, db_url: str | None = None) -> bool:
-    """Write the terminal state. Only the current owner can; returns False if it no longer owns the job."""
+           error: dict[str, Any] | None = None, message: str | None = None, db_url: str | None = None,
+           outputs: Sequence[Output] = ()) -> bool:
+    """Write the terminal state. Only the current owner can; returns False if it no longer owns the job.
+
+    `outputs` (only with `succeeded`) are recorded in the same transaction, after the conditional
+    update has proved ownership and locked the row: the job's success and its registry/dataset rows
+    commit together or not at all. Their `record` results are merged into `result`.
+    """
     assert status in TERMINAL_STATUSES
+    assert not outputs or status == "succeeded"
     now = utcnow()
     values: dict[str, Any] = {"status": status, "finished_at": now, "updated_at": now, "result": result,
                               "error": error, "message": message or status}
@@ -440,6 +460,16 @@ def finish(job_id: str, seq: int, status: str, *, result: dict[str, Any] | None 
         data["progress"] = 1.0
     with session_scope(db_url) as session:
         conn = session.connection()
+        if outputs:
+            if conn.execute(_FINISH_SUCCEEDED, {"jid": job_id, "seq": seq, **values}).rowcount != 1:
+                return False
+            merged = dict(result or {})
+            for output in outputs:
+                merged.update(output.record(session) or {})
+            session.flush()
+            conn.execute(update(Job).where(Job.id == job_id).values(result=merged))
+            add_event(session, job_id, "status", data)
+            return True
         if conn.dialect.name == "postgresql":
             # One round trip: the terminal state and its event in a single statement.
             stmt = _PG_FINISH_SUCCEEDED if status == "succeeded" else _PG_FINISH
@@ -541,14 +571,45 @@ def flush_outbox(dispatcher: Dispatcher, *, db_url: str | None = None, older_tha
 
 
 def maintenance_tick(dispatcher: Dispatcher, *, db_url: str | None = None, outbox_delay_s: float = 3.0,
-                     on_error: Callable[[Exception], None] | None = None) -> dict[str, int]:
+                     on_error: Callable[[Exception], None] | None = None, reap: bool = True) -> dict[str, int]:
+    """One reaper + outbox pass. `reap=False` skips the reaper (see `ReapGate`)."""
     out = {"requeued": 0, "dispatched": 0}
     try:
-        out["requeued"] = len(reap_stale(db_url=db_url))
+        if reap:
+            out["requeued"] = len(reap_stale(db_url=db_url))
         out["dispatched"] = flush_outbox(dispatcher, db_url=db_url, older_than_s=outbox_delay_s)
     except Exception as exc:  # noqa: BLE001 - the loop must survive a database blip
+        if isinstance(exc, DBAPIError):
+            out["db_unreachable"] = 1
         if on_error:
             on_error(exc)
         else:
             log.exception("maintenance tick failed")
     return out
+
+
+class ReapGate:
+    """Whether the reaper may run: not until STALE_JOB_SECONDS after the database came back.
+
+    While the database is unreachable no worker can heartbeat, so every running job looks silent the
+    moment it returns; reaping then would requeue healthy jobs and throw away the outcomes their
+    workers are about to write. Silence counts only while the database was reachable (as this
+    process saw it): after an outage each worker gets one full STALE_JOB_SECONDS to heartbeat or
+    finish. A worker that really died is reaped that much later.
+    """
+
+    def __init__(self, stale_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.stale_s, self.clock = stale_s, clock
+        self.down = False
+        self.back_at: float | None = None
+
+    def allows(self) -> bool:
+        if self.down:
+            return False
+        return self.back_at is None or self.clock() - self.back_at >= self.stale_s
+
+    def observe(self, tick: dict[str, int]) -> None:
+        if tick.get("db_unreachable"):
+            self.down = True
+        elif self.down:
+            self.down, self.back_at = False, self.clock()

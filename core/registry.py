@@ -1,14 +1,23 @@
 """The model registry: versioned models per name, movable aliases, files in the artifact store.
 
 A model file is only ever unpickled after its SHA-256 matches the one the registry recorded when
-it was saved: a file swapped or corrupted in a shared artifact store is refused, never loaded.
+it was saved, and from the very bytes that were hashed: a file swapped or corrupted in a shared
+artifact store is refused, never loaded.
+
+A job registers its model in two steps: `stage` writes the file into the store, and the row is
+inserted by `StagedModel.record` inside the transaction that marks the job succeeded
+(`core.jobs.finish(..., outputs=...)`), under the same ownership check. A run that no longer owns
+its job (requeued elsewhere after a long silence) registers nothing, and its file is removed.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import io
+import logging
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 import joblib
@@ -20,6 +29,8 @@ from core.artifacts import ArtifactMismatch, ArtifactStore
 from core.db import session_scope
 from core.jobs import ID_PATTERN, JobError
 from core.models import Model, ModelAlias, new_id, utcnow
+
+log = logging.getLogger("pm.registry")
 
 LIBRARIES = ("scikit-learn", "lightgbm", "numpy", "pandas", "sdv", "torch")
 
@@ -34,32 +45,82 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def register(obj: Any, *, kind: str, name: str, params: dict[str, Any], metrics: dict[str, Any],
-             feature_names: list[str], dataset_id: str | None, dataset_sha256: str | None, job_id: str | None,
-             created_by: str | None, store: ArtifactStore, db_url: str | None = None) -> Model:
+@dataclass
+class StagedModel:
+    """A model file already in the store whose registry row is not written yet.
+
+    A `core.jobs.Output`: `record` inserts the row (allocating the next version of the name) in the
+    caller's transaction; `discard` removes the file when the row was never written.
+    """
+
+    store: ArtifactStore
+    id: str
+    key: str
+    sha256: str
+    size_bytes: int
+    fields: dict[str, Any] = field(default_factory=dict)
+    db_url: str | None = None
+    row: Model | None = None
+
+    def record(self, session: Session) -> dict[str, Any]:
+        name = self.fields["name"]
+        for _ in range(5):  # two registrations of one name can race for the next version number
+            version = (session.scalar(select(func.max(Model.version)).where(Model.name == name)) or 0) + 1
+            row = Model(id=self.id, version=version, library_versions=library_versions(), storage_key=self.key,
+                        sha256=self.sha256, size_bytes=self.size_bytes, **self.fields)
+            try:
+                with session.begin_nested():  # a lost race rolls back to here, not the whole finish
+                    session.add(row)
+            except IntegrityError:
+                continue
+            self.row = row
+            return {"model_id": row.id, "name": row.name, "version": row.version}
+        raise RuntimeError(f"could not allocate a version for model name {name!r}")
+
+    def discard(self) -> None:
+        """Remove the staged file, unless a row for it exists after all (a commit whose answer was
+        lost); if the database can't be asked, leave it to the periodic orphan cleanup."""
+        try:
+            with session_scope(self.db_url, write=False) as session:
+                if session.get(Model, self.id) is not None:
+                    return
+        except Exception:  # noqa: BLE001 - core/cleanup.py removes it later
+            log.warning("staged model not removed (database unavailable)", extra={"model_id": self.id})
+            return
+        self.store.delete(self.key)
+
+
+def stage(obj: Any, *, kind: str, name: str, params: dict[str, Any], metrics: dict[str, Any],
+          feature_names: list[str], dataset_id: str | None, dataset_sha256: str | None, job_id: str | None,
+          created_by: str | None, store: ArtifactStore, db_url: str | None = None) -> StagedModel:
+    """Write the model's file into the store; its row is written by `StagedModel.record`."""
     model_id = new_id()
     key = f"models/{model_id}.joblib"
     with store.scratch() as tmp:
         staged = tmp / "model.joblib"
         joblib.dump(obj, staged, compress=3)
         digest, size = store.put(key, staged)
-    for _ in range(5):  # two registrations of one name can race for the next version number
-        try:
-            with session_scope(db_url) as session:
-                version = (session.scalar(select(func.max(Model.version)).where(Model.name == name)) or 0) + 1
-                row = Model(id=model_id, kind=kind, name=name, version=version, dataset_id=dataset_id,
-                            dataset_sha256=dataset_sha256, params=params, metrics=metrics,
-                            feature_names=feature_names, library_versions=library_versions(), storage_key=key,
-                            sha256=digest, size_bytes=size, job_id=job_id, created_by=created_by)
-                session.add(row)
-            return row
-        except IntegrityError:
-            continue
-        except BaseException:
-            store.delete(key)
-            raise
-    store.delete(key)
-    raise RuntimeError(f"could not allocate a version for model name {name!r}")
+    return StagedModel(store=store, id=model_id, key=key, sha256=digest, size_bytes=size, db_url=db_url,
+                       fields={"kind": kind, "name": name, "dataset_id": dataset_id, "dataset_sha256": dataset_sha256,
+                               "params": params, "metrics": metrics, "feature_names": feature_names,
+                               "job_id": job_id, "created_by": created_by})
+
+
+def register(obj: Any, *, kind: str, name: str, params: dict[str, Any], metrics: dict[str, Any],
+             feature_names: list[str], dataset_id: str | None, dataset_sha256: str | None, job_id: str | None,
+             created_by: str | None, store: ArtifactStore, db_url: str | None = None) -> Model:
+    """Stage and record in one go, outside any job (a job stages and records through `finish`)."""
+    staged = stage(obj, kind=kind, name=name, params=params, metrics=metrics, feature_names=feature_names,
+                   dataset_id=dataset_id, dataset_sha256=dataset_sha256, job_id=job_id, created_by=created_by,
+                   store=store, db_url=db_url)
+    try:
+        with session_scope(db_url) as session:
+            staged.record(session)
+    except BaseException:
+        store.delete(staged.key)
+        raise
+    assert staged.row is not None
+    return staged.row
 
 
 def resolve(session: Session, ref: str) -> Model:
@@ -126,10 +187,12 @@ class ModelCache:
                 self._items.move_to_end(model.id)
                 return self._items[model.id]
         try:
-            path = self.store.local(model.storage_key, model.sha256)  # verified before anything is unpickled
+            # Read once, hash, and unpickle those same bytes: the file is never opened again.
+            data = self.store.read_verified(model.storage_key, model.sha256)
         except ArtifactMismatch as exc:
             raise JobError("conflict", f"model {model.id}: {exc}", {"model_id": model.id}) from None
-        obj = joblib.load(path)
+        obj = joblib.load(io.BytesIO(data))
+        del data
         with self._lock:
             self._items[model.id] = obj
             while len(self._items) > self.max_items:

@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     maintenance_seconds: float = Field(default=2.0, gt=0, description="Period of the reaper/outbox loop in the API")
     result_expires_seconds: int = Field(default=24 * 3600, ge=60)
     token_cache_seconds: float = Field(default=5.0, ge=0, description="How long the API trusts a verified token before re-reading it")
-    worker_max_memory_mb: int = Field(default=4096, ge=64, description="Prefork: replace a pool child above this resident size")
+    worker_max_memory_mb: int = Field(default=4096, ge=64, description="A running job whose process passes this "
+                                     "resident size is stopped and failed (memory_limit); prefork also replaces a "
+                                     "pool child above it after its job")
     dataset_max_bytes: int = Field(default=512 * 1024**2, ge=1024, description="Largest accepted dataset upload")
     prediction_retention_days: int = Field(default=90, ge=1, description="Stored predictions older than this are purged")
     max_request_bytes: int = Field(default=16 * 1024**2, ge=1024, description="Largest accepted request body")

@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
-from core import jobs, predictions
+from core import cleanup, jobs, predictions
 from core.artifacts import ArtifactStore
 from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
@@ -31,19 +31,41 @@ log = logging.getLogger("pm.api")
 
 class MaintenanceLoop(threading.Thread):
     """Every MAINTENANCE_SECONDS: requeue jobs whose worker died; send jobs the broker missed.
+    Hourly: purge old predictions; remove old scratch files and orphaned artifacts (core/cleanup.py).
 
     Safe with several API processes: every change is a conditional UPDATE that only one can win.
+    After a database outage the reaper waits STALE_JOB_SECONDS (`jobs.ReapGate`).
     """
 
     FLUSH_S = 0.25
 
     def __init__(self, dispatcher: CeleryDispatcher, dispatch_log: jobs.DispatchLog, db_url: str,
-                 period_s: float) -> None:
+                 period_s: float, store: ArtifactStore | None = None) -> None:
         super().__init__(name="pm-maintenance", daemon=True)
         self.dispatcher, self.dispatch_log, self.db_url, self.period_s = dispatcher, dispatch_log, db_url, period_s
+        self.store = store
         self.stop_event = threading.Event()
-        self.retention_days = get_settings().prediction_retention_days
+        settings = get_settings()
+        self.retention_days = settings.prediction_retention_days
+        self.scratch_max_age_hours = settings.scratch_max_age_hours
+        self.reap_gate = jobs.ReapGate(settings.stale_job_seconds)
         self.next_purge = time.monotonic()
+
+    def hourly(self) -> None:
+        try:
+            purged = predictions.purge(self.retention_days, self.db_url)
+            if purged:
+                log.info("purged old predictions", extra={"purged": purged})
+        except Exception:  # noqa: BLE001 - retried next hour
+            log.warning("prediction purge failed", exc_info=True)
+        if self.store is None:
+            return
+        try:
+            removed = cleanup.clean(self.store, max_age_hours=self.scratch_max_age_hours, db_url=self.db_url)
+            if any(removed.values()):
+                log.info("removed old scratch files and orphaned artifacts", extra=removed)
+        except Exception:  # noqa: BLE001 - retried next hour
+            log.warning("scratch cleanup failed", exc_info=True)
 
     def flush(self) -> None:
         try:
@@ -60,17 +82,14 @@ class MaintenanceLoop(threading.Thread):
             next_tick = time.monotonic() + self.period_s
             # Other API processes flush their dispatch logs within FLUSH_S; wait well past that
             # (and past one maintenance period) before treating a job as never sent.
-            out = jobs.maintenance_tick(self.dispatcher, db_url=self.db_url, outbox_delay_s=self.period_s + 3.0)
+            out = jobs.maintenance_tick(self.dispatcher, db_url=self.db_url, outbox_delay_s=self.period_s + 3.0,
+                                        reap=self.reap_gate.allows())
+            self.reap_gate.observe(out)
             if out["requeued"] or out["dispatched"]:
                 log.info("maintenance", extra=out)
             if time.monotonic() >= self.next_purge:
                 self.next_purge = time.monotonic() + 3600
-                try:
-                    purged = predictions.purge(self.retention_days, self.db_url)
-                    if purged:
-                        log.info("purged old predictions", extra={"purged": purged})
-                except Exception:  # noqa: BLE001 - retried next hour
-                    log.warning("prediction purge failed", exc_info=True)
+                self.hourly()
         self.flush()
 
 
@@ -84,7 +103,8 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loop = MaintenanceLoop(dispatcher, dispatch_log, settings.db_url, settings.maintenance_seconds) if maintenance else None
+        loop = MaintenanceLoop(dispatcher, dispatch_log, settings.db_url, settings.maintenance_seconds,
+                               app.state.artifacts) if maintenance else None
         if loop:
             loop.start()
         yield

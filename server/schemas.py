@@ -21,6 +21,8 @@ class PingRequest(BaseModel):
 class JobError(BaseModel):
     type: str
     message: str
+    code: str | None = Field(default=None, description="Stable machine-readable reason, e.g. memory_limit")
+    details: dict[str, Any] | None = Field(default=None, description="For a limit: the setting, the limit and the value seen")
 
 
 class JobOut(BaseModel):

@@ -8,7 +8,11 @@ It owns the bookkeeping so task modules stay thin:
 - gives job code `progress()`, `check()`/`should_stop()`, a cancellable `sleep()` and an in-task
   deadline. The solo pool (Windows) has no time limits and can't kill a running task, so both
   cancellation and deadlines work through these checks;
-- writes the terminal state (succeeded / failed / cancelled) with the result or error.
+- guards memory: a job whose process grows past WORKER_MAX_MEMORY_MB is stopped and failed with
+  `memory_limit` (cooperatively first; in a prefork child, by ending the process if it doesn't stop);
+- writes the terminal state (succeeded / failed / cancelled) with the result or error, and records
+  what the job staged (`ctx.stage(...)`: registry and dataset rows) in that same transaction, so a
+  run that lost its job writes nothing.
 """
 
 from __future__ import annotations
@@ -20,20 +24,28 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import psutil
 from celery import Task
 from celery.exceptions import Retry
-from sqlalchemy.exc import DBAPIError
+from celery.signals import worker_process_init
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from core import jobs
 from core.models import utcnow
 from core.settings import get_settings
 
 log = logging.getLogger("pm.tasks")
+OutputT = TypeVar("OutputT", bound="jobs.Output")
 
 CHECK_INTERVAL_S = 0.5
 DEADLINE_GRACE = timedelta(seconds=60)
+MEMORY_GRACE_S = 3.0  # a job over the memory limit has this long to stop on its own
+MEMORY_HARD_FACTOR = 2.0  # ... unless it reaches this multiple of the limit first
+MEMORY_EXIT_CODE = 70
+FINISH_MIN_WINDOW_S = 120.0  # a database outage at finish time is ridden out at least this long
+MB = 1024 * 1024
 
 
 class JobStopped(Exception):
@@ -50,6 +62,22 @@ class JobTimedOut(JobStopped):
 
 class JobLeaseLost(JobStopped):
     """Another dispatch of this job took over (this worker was presumed dead); stop without writing."""
+
+
+class JobMemoryLimit(JobStopped):
+    """The job's process grew past WORKER_MAX_MEMORY_MB."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error["message"])
+        self.error = error
+
+
+def memory_limit_error(limit_mb: int, rss_bytes: int) -> dict[str, Any]:
+    rss_mb = round(rss_bytes / MB, 1)
+    message = (f"job stopped: its worker process reached {rss_mb:g} MB resident memory, above "
+               f"WORKER_MAX_MEMORY_MB={limit_mb}")
+    return {"type": "MemoryLimitExceeded", "code": "memory_limit", "message": message,
+            "details": {"setting": "WORKER_MAX_MEMORY_MB", "limit_mb": limit_mb, "rss_mb": rss_mb}}
 
 
 class RetryableJobError(Exception):
@@ -69,6 +97,10 @@ class JobContext:
         self.deadline = deadline
         self._cancel = threading.Event()
         self._lost = threading.Event()
+        self._wake = threading.Event()  # set with any stop reason, so `sleep` returns at once
+        self.memory_error: dict[str, Any] | None = None
+        self.memory_since: float | None = None
+        self.outputs: list[jobs.Output] = []
         self._last_progress_write = 0.0
         self._pending: tuple[float, str | None, dict[str, Any] | None] | None = None
         self.settings = get_settings()
@@ -78,6 +110,8 @@ class JobContext:
         """Raise if the job must stop: cancelled, past its deadline, or taken over elsewhere."""
         if self._lost.is_set():
             raise JobLeaseLost("job was requeued elsewhere; this run stops")
+        if self.memory_error is not None:
+            raise JobMemoryLimit(self.memory_error)
         if self._cancel.is_set():
             raise JobCancelled("cancelled on request")
         if utcnow() >= self.deadline:
@@ -98,7 +132,23 @@ class JobContext:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            self._cancel.wait(min(CHECK_INTERVAL_S, left))
+            self._wake.wait(min(CHECK_INTERVAL_S, left))
+
+    # -- outputs ------------------------------------------------------------------------------
+    def stage(self, output: OutputT) -> OutputT:
+        """Hand over something the job made (a staged model or dataset) to be recorded in the same
+        transaction that marks the job succeeded, only if this run still owns it; otherwise
+        discarded (its file removed)."""
+        self.outputs.append(output)
+        return output
+
+    def discard_outputs(self) -> None:
+        outputs, self.outputs = self.outputs, []
+        for output in outputs:
+            try:
+                output.discard()
+            except Exception:  # noqa: BLE001 - an orphan left here is removed by core/cleanup.py
+                log.warning("staged output not removed", exc_info=True, extra={"job_id": self.job_id})
 
     # -- progress -----------------------------------------------------------------------------
     def progress(self, fraction: float, message: str | None = None, metrics: dict[str, Any] | None = None) -> None:
@@ -182,11 +232,100 @@ class _Watchdog:
                 self._jobs[ctx.job_id] = (ctx, time.monotonic())
         if not beat.owned:
             ctx._lost.set()
+            ctx._wake.set()
         elif beat.cancel_requested:
             ctx._cancel.set()
+            ctx._wake.set()
 
 
 _watchdog = _Watchdog()
+
+
+class _MemoryGuard:
+    """One thread per process that samples its resident size every 0.5 s while jobs run.
+
+    Above WORKER_MAX_MEMORY_MB every running job of the process is asked to stop (its next
+    `check()`/`should_stop()` raises JobMemoryLimit). A job still running MEMORY_GRACE_S later, or
+    once the process reaches MEMORY_HARD_FACTOR x the limit, is stuck where it can't check (C code
+    allocating): its failure is recorded (only if this run still owns the job) and, in a prefork
+    pool child, the process ends; the pool starts a fresh child. The redelivered message finds the
+    job terminal and is skipped, so it is not run again as a lost worker's job. The solo and threads
+    pools get the cooperative stop and the recorded failure only: ending the process there would
+    take the whole worker down.
+
+    A thread of its own, so a database that hangs the heartbeat can't delay it.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, JobContext] = {}
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self.may_exit = False  # set in prefork pool children (worker_process_init)
+
+    def watch(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._jobs[ctx.job_id] = ctx
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                threading.Thread(target=self._run, name="pm-memory-guard", daemon=True).start()
+
+    def unwatch(self, ctx: JobContext) -> None:
+        with self._lock:
+            self._jobs.pop(ctx.job_id, None)
+
+    def _run(self) -> None:
+        proc = psutil.Process()
+        while True:
+            time.sleep(CHECK_INTERVAL_S)
+            with self._lock:
+                watched = list(self._jobs.values())
+            if not watched:
+                continue
+            try:
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            for ctx in watched:
+                self._check(ctx, rss)
+
+    def _check(self, ctx: JobContext, rss: int) -> None:
+        limit_mb = ctx.settings.worker_max_memory_mb
+        now = time.monotonic()
+        if ctx.memory_error is None:
+            if rss <= limit_mb * MB:
+                return
+            ctx.memory_error, ctx.memory_since = memory_limit_error(limit_mb, rss), now
+            ctx._wake.set()
+            log.error("job over its memory limit; stopping it", extra={"job_id": ctx.job_id,
+                                                                        "error": ctx.memory_error})
+            return
+        assert ctx.memory_since is not None
+        if now - ctx.memory_since < MEMORY_GRACE_S and rss < MEMORY_HARD_FACTOR * limit_mb * MB:
+            return
+        self.unwatch(ctx)  # enforced once
+        error = ctx.memory_error
+        try:
+            written = jobs.finish(ctx.job_id, ctx.seq, "failed", error=error, message=error["message"])
+        except Exception:  # noqa: BLE001 - unrecorded: the reaper requeues it as a lost worker's job
+            log.warning("memory-limit failure not recorded", exc_info=True, extra={"job_id": ctx.job_id})
+            written = False
+        log.error("job did not stop at its memory limit" + ("; ending its process" if self.may_exit else ""),
+                  extra={"job_id": ctx.job_id, "error": error, "recorded": written})
+        if self.may_exit:
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(MEMORY_EXIT_CODE)
+
+
+_memory_guard = _MemoryGuard()
+
+
+@worker_process_init.connect
+def _in_pool_child(**_: Any) -> None:
+    # Sent in prefork children and (in the main process) by the solo pool: only a child may end itself.
+    import billiard
+
+    _memory_guard.may_exit = billiard.current_process().name != "MainProcess"
 
 
 JobFunction = Callable[[JobContext], dict[str, Any]]
@@ -220,10 +359,12 @@ class LoggingTask(Task):
         fields["attempt"] = claim.attempts
         ctx = JobContext(job_id, seq, claim.params, claim.attempts, claim.deadline, claim.timeout_s)
         _watchdog.watch(ctx)  # until the terminal state is written, so a slow write is not taken for a death
+        _memory_guard.watch(ctx)
         started = time.monotonic()
         log.info("job started", extra=fields)
         result: dict[str, Any] | None = None
         error: dict[str, Any] | None = None
+        status, written = "abandoned", False
         try:
             try:
                 result = fn(ctx)
@@ -233,12 +374,15 @@ class LoggingTask(Task):
             except JobLeaseLost:
                 log.warning("job abandoned: requeued elsewhere", extra={**fields, "duration_s": _dur(started)})
                 return {"abandoned": True}
+            except JobMemoryLimit as exc:
+                status, message, error = "failed", str(exc), exc.error
             except JobCancelled:
                 status, message = "cancelled", "cancelled"
             except JobTimedOut as exc:
                 status, message, error = "failed", str(exc), {"type": "JobTimedOut", "message": str(exc)}
             except RetryableJobError as exc:
                 if self.request.retries < self.max_retries:
+                    ctx.discard_outputs()
                     return self._retry(ctx, exc, fields, started)
                 message = f"{exc} (gave up after {self.max_retries} retries)"
                 status, error = "failed", {"type": type(exc).__name__, "message": message}
@@ -246,10 +390,24 @@ class LoggingTask(Task):
                 message = str(exc)[:2000] or type(exc).__name__
                 status, error = "failed", {"type": type(exc).__name__, "message": message}
                 log.exception("job code raised", extra={**fields, "error": error})
-            written = self._finish(ctx, status, result=result if status == "succeeded" else None, error=error,
-                                   message=message)
+            _memory_guard.unwatch(ctx)  # the job code is done: nothing left to stop
+            if status == "succeeded":
+                try:
+                    written = self._finish(ctx, status, result=result, message=message, outputs=ctx.outputs)
+                except DBAPIError as exc:
+                    if _transient(exc):
+                        raise
+                    # Recording the outputs failed for a reason retrying won't fix: a failed job.
+                    message = f"could not record the job's outputs: {str(exc).splitlines()[0][:500]}"
+                    status, error = "failed", {"type": type(exc).__name__, "message": message}
+                    log.exception("job outputs not recorded", extra={**fields, "error": error})
+            if status != "succeeded":
+                written = self._finish(ctx, status, result=None, error=error, message=message)
         finally:
             _watchdog.unwatch(ctx)
+            _memory_guard.unwatch(ctx)
+            if not (written and status == "succeeded"):
+                ctx.discard_outputs()  # keeps any file whose row exists after all
         extra = {**fields, "duration_s": _dur(started), **({"error": error} if error else {})}
         if not written:
             log.warning("job outcome discarded: job no longer owned", extra={**extra, "status": status})
@@ -259,20 +417,24 @@ class LoggingTask(Task):
             log.info(f"job {status}", extra=extra)
         return {status: True}
 
-    FINISH_ATTEMPTS = 6
-
     def _finish(self, ctx: JobContext, status: str, **kw: Any) -> bool:
-        """Write the terminal state, riding out a short database outage (the watchdog keeps the
-        job alive meanwhile); if it can't be written the reaper requeues the job later."""
-        for attempt in range(self.FINISH_ATTEMPTS):
+        """Write the terminal state, riding out a database outage (the watchdog keeps the job
+        alive meanwhile, and the reaper waits after an outage, see `jobs.ReapGate`) until the job's
+        deadline, and at least FINISH_MIN_WINDOW_S; if it still can't be written the reaper
+        requeues the job later."""
+        give_up = max(time.monotonic() + FINISH_MIN_WINDOW_S,
+                      time.monotonic() + (ctx.deadline - utcnow()).total_seconds())
+        attempt = 0
+        while True:
             try:
                 return jobs.finish(ctx.job_id, ctx.seq, status, **kw)
-            except DBAPIError:
-                if attempt == self.FINISH_ATTEMPTS - 1:
+            except DBAPIError as exc:
+                if not _transient(exc) or time.monotonic() >= give_up:
                     raise
-                log.warning("could not record job outcome yet; retrying", exc_info=True, extra={"job_id": ctx.job_id})
-                time.sleep(min(2 ** attempt, 10))
-        return False
+                log.warning("could not record job outcome yet; retrying", exc_info=True,
+                            extra={"job_id": ctx.job_id, "attempt": attempt + 1})
+                time.sleep(min(2 ** attempt, 5.0, max(0.0, give_up - time.monotonic())))
+                attempt += 1
 
     def _retry(self, ctx: JobContext, exc: Exception, fields: dict[str, Any], started: float) -> dict[str, Any]:
         countdown = self.retry_backoff_s * (2 ** self.request.retries)
@@ -287,6 +449,11 @@ class LoggingTask(Task):
             jobs.mark_undispatched(ctx.job_id, ctx.seq)  # the outbox sends it when the broker is back
             log.warning("retry message not published; job left to the outbox", exc_info=True, extra=fields)
             return {"queued": True}
+
+
+def _transient(exc: DBAPIError) -> bool:
+    """A database error that retrying can fix (unreachable, timed out), not a refused statement."""
+    return isinstance(exc, OperationalError | InterfaceError) or bool(exc.connection_invalidated)
 
 
 def _dur(started: float) -> float:

@@ -55,12 +55,14 @@ def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
     metrics = {**report, "loss_curve": gen.loss_curve, "training_seconds": round(gen.training_seconds, 2),
                "device": gen.device}
     ctx.progress(0.98, "saving to the model registry")
-    row = registry.register(gen, kind="tvae", name=p["name"], params={**p, **gen.params}, metrics=metrics,
-                            feature_names=gen.columns, dataset_id=ds.id, dataset_sha256=ds.sha256,
-                            job_id=ctx.job_id, created_by=p.get("submitted_by"), store=store)
+    # The registry row (model_id, name, version in the result) is written when the job finishes,
+    # in the same transaction and only if this run still owns the job.
+    ctx.stage(registry.stage(gen, kind="tvae", name=p["name"], params={**p, **gen.params}, metrics=metrics,
+                             feature_names=gen.columns, dataset_id=ds.id, dataset_sha256=ds.sha256,
+                             job_id=ctx.job_id, created_by=p.get("submitted_by"), store=store))
     summary = {"quality": report["quality"]["overall"], "failure_rate": report["failure_rate"],
                "tstr_ratio": (report["tstr"] or {}).get("ratio")}
-    return {"model_id": row.id, "name": row.name, "version": row.version, "metrics": summary}
+    return {"metrics": summary}
 
 
 def sample_job(ctx: JobContext) -> dict[str, Any]:
@@ -91,14 +93,14 @@ def sample_job(ctx: JobContext) -> dict[str, Any]:
         with store.scratch() as tmp:
             path = tmp / "synthetic.parquet"
             part.reset_index(drop=True).to_parquet(path, index=False)
-            ds = datasets.register_parquet(
+            ds = ctx.stage(datasets.stage_parquet(  # its row is written when the job finishes
                 path, name=f"{p['name']}" + (f" ({name})" if p.get("split") else ""), schema=schema, kind="synthetic",
                 created_by=p.get("submitted_by"), store=store,
                 lineage={"generator_model_id": row.id, "generator_version": row.version,
                          "source_dataset_id": row.dataset_id, "job_id": ctx.job_id, "seed": p["seed"],
                          "sampling": {"generated_rows": sampling.get("generated_rows"),
                                       "substituted": sampling.get("substituted", {})},
-                         **({"split": name} if p.get("split") else {})})
+                         **({"split": name} if p.get("split") else {})}))
         made[name] = ds.id
     if p.get("split"):
         return {"dataset_ids": made, "rows": len(frame), "sampling": sampling}

@@ -110,16 +110,29 @@ def explain_job(ctx: JobContext) -> dict[str, Any]:
     tokens.flush()
     if result.get("fallback"):
         ctx.log("the LLM's answer could not be used after one repair; the template wording is stored", level="warning")
-    with session_scope() as session:
-        # A template fallback is stored but never served from cache: the next request asks the LLM again.
-        stored_key = key if not result.get("fallback") else f"fallback-{uuid.uuid4().hex}"
-        e = Explanation(prediction_id=prediction_id, model_id=row.id, model_version=row.version,
-                        provider=provider_name, llm_model=llm_model, prompt_version=PROMPT_VERSION, cache_key=stored_key,
-                        result=result, facts=facts.to_dict(), job_id=ctx.job_id, created_by=p.get("submitted_by"))
-        session.add(e)
+    # A template fallback is stored but never served from cache: the next request asks the LLM again.
+    stored_key = key if not result.get("fallback") else f"fallback-{uuid.uuid4().hex}"
+    ctx.stage(_StagedExplanation(Explanation(
+        prediction_id=prediction_id, model_id=row.id, model_version=row.version, provider=provider_name,
+        llm_model=llm_model, prompt_version=PROMPT_VERSION, cache_key=stored_key, result=result,
+        facts=facts.to_dict(), job_id=ctx.job_id, created_by=p.get("submitted_by"))))
+    return {"cached": False}  # + explanation_id and explanation when the job finishes
+
+
+class _StagedExplanation:
+    """The explanation's row, written in the transaction that finishes the job (a `core.jobs.Output`)."""
+
+    def __init__(self, row: Explanation) -> None:
+        self.row = row
+
+    def record(self, session: Any) -> dict[str, Any]:
+        session.add(self.row)
         session.flush()
-        out = to_api(e)
-    return {"explanation_id": out["id"], "cached": False, "explanation": out}
+        out = to_api(self.row)
+        return {"explanation_id": out["id"], "explanation": out}
+
+    def discard(self) -> None:
+        return None  # nothing outside the database to remove
 
 
 @app.task(name="llm.explain", base=LoggingTask, bind=True)

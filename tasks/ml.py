@@ -9,7 +9,7 @@ from celery_app import app
 from core import datasets, registry
 from core.artifacts import ArtifactStore
 from core.db import session_scope
-from core.models import Dataset, Model
+from core.models import Dataset
 from ml.batch import BatchStopped, output_columns, score_parquet
 from ml.fitting import FitStopped
 from ml.rul import train_rul_model
@@ -42,11 +42,13 @@ def _dataset(ctx: JobContext, store: ArtifactStore) -> tuple[Dataset, Any]:
 
 
 def _register(ctx: JobContext, model: Any, kind: str, ds: Dataset, feature_names: list[str],
-              store: ArtifactStore) -> Model:
+              store: ArtifactStore) -> None:
+    """Stage the model file; its registry row (model_id, name, version in the job's result) is
+    written in the transaction that finishes the job, only if this run still owns it."""
     ctx.progress(0.98, "saving to the model registry")
-    return registry.register(model, kind=kind, name=ctx.params["name"], params=model.params, metrics=model.metrics,
+    ctx.stage(registry.stage(model, kind=kind, name=ctx.params["name"], params=model.params, metrics=model.metrics,
                              feature_names=feature_names, dataset_id=ds.id, dataset_sha256=ds.sha256,
-                             job_id=ctx.job_id, created_by=ctx.params.get("submitted_by"), store=store)
+                             job_id=ctx.job_id, created_by=ctx.params.get("submitted_by"), store=store))
 
 
 def train_failure_job(ctx: JobContext) -> dict[str, Any]:
@@ -56,9 +58,9 @@ def train_failure_job(ctx: JobContext) -> dict[str, Any]:
         frame, DatasetSchema.model_validate(ds.schema), algorithm=p["algorithm"], cv_folds=p["cv_folds"],
         cost_false_alarm=p["cost_false_alarm"], cost_missed_failure=p["cost_missed_failure"], seed=p["seed"],
         progress=lambda f, m: ctx.progress(0.02 + 0.95 * f, m), should_stop=ctx.should_stop))
-    row = _register(ctx, model, "failure", ds, model.builder.feature_names_, store)
+    _register(ctx, model, "failure", ds, model.builder.feature_names_, store)
     summary = {k: model.metrics[k] for k in ("f1", "precision", "recall", "pr_auc", "roc_auc", "threshold")}
-    return {"model_id": row.id, "name": row.name, "version": row.version, "metrics": summary}
+    return {"metrics": summary}  # + model_id, name, version when the job finishes
 
 
 def train_rul_job(ctx: JobContext) -> dict[str, Any]:
@@ -68,9 +70,9 @@ def train_rul_job(ctx: JobContext) -> dict[str, Any]:
         frame, DatasetSchema.model_validate(ds.schema), rul_cap=p["rul_cap"], windows=p["windows"],
         settings=p.get("settings"), algorithm=p["algorithm"], cv_folds=p["cv_folds"], seed=p["seed"],
         progress=lambda f, m: ctx.progress(0.02 + 0.95 * f, m), should_stop=ctx.should_stop))
-    row = _register(ctx, model, "rul", ds, model.builder.feature_names_, store)
+    _register(ctx, model, "rul", ds, model.builder.feature_names_, store)
     summary = {k: model.metrics[k] for k in ("rmse", "mae", "nasa_score", "units")}
-    return {"model_id": row.id, "name": row.name, "version": row.version, "metrics": summary}
+    return {"metrics": summary}  # + model_id, name, version when the job finishes
 
 
 def batch_predict_job(ctx: JobContext) -> dict[str, Any]:
@@ -89,10 +91,10 @@ def batch_predict_job(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(0.96, "profiling and registering the scored dataset")
         schema = DatasetSchema.model_validate(ds.schema)
         schema.ignore = [*schema.ignore, *output_columns(model)]  # outputs are never features for later models
-        scored = datasets.register_parquet(
+        scored = ctx.stage(datasets.stage_parquet(  # its row is written when the job finishes
             out, name=p["name"], schema=schema, kind="predictions", created_by=p.get("submitted_by"), store=store,
             lineage={"model_id": model_row.id, "model_version": model_row.version, "source_dataset_id": ds.id,
-                     "job_id": ctx.job_id})
+                     "job_id": ctx.job_id}))
     return {"dataset_id": scored.id, "rows": result.rows, "chunks": result.chunks,
             "seconds": round(result.seconds, 3), "rows_per_second": round(result.rows_per_second, 1),
             "peak_rss_mb": round(result.peak_rss_mb, 1), "coerced_values": result.coerced_values,

@@ -24,6 +24,10 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, target_metadata=target_metadata,
                           render_as_batch=True)  # batch mode: SQLite can't ALTER most things
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # DB_STATEMENT_TIMEOUT_SECONDS guards the running platform; a migration that rewrites
+                # a large table may take longer (LOCAL: pooled connections keep the timeout).
+                connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
             context.run_migrations()
 
 

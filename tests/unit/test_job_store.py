@@ -156,3 +156,20 @@ def test_log_events_only_from_the_owner(url: str) -> None:
     assert not jobs.log_event(jid, 2, "info", "stale owner", db_url=url)
     jobs.finish(jid, 1, "succeeded", result={}, db_url=url)
     assert not jobs.log_event(jid, 1, "info", "after the end", db_url=url)
+
+
+def test_reaper_waits_a_stale_period_after_the_database_comes_back() -> None:
+    """While the database was down no worker could heartbeat: silence is counted only from when it
+    is reachable again."""
+    now = [1000.0]
+    gate = jobs.ReapGate(30.0, clock=lambda: now[0])
+    assert gate.allows()  # no outage seen
+    gate.observe({"requeued": 0, "dispatched": 0, "db_unreachable": 1})
+    assert not gate.allows()
+    now[0] += 100
+    gate.observe({"requeued": 0, "dispatched": 0})  # the database answers again
+    assert not gate.allows()
+    now[0] += 29
+    assert not gate.allows()
+    now[0] += 1
+    assert gate.allows()

@@ -64,3 +64,49 @@ def test_predictions_are_stored_and_purged_after_retention(url: str, tmp_path: P
         assert predictions.get(s, new).outputs == {"p": 0.9}
         with pytest.raises(JobError):
             predictions.get(s, old)
+
+
+def test_model_is_unpickled_from_the_bytes_that_were_hashed(url: str, tmp_path: Path) -> None:
+    """The file is swapped between the hash check and the load: the store path is a FIFO that
+    serves the genuine bytes to its first reader and other (valid) model bytes to any later one.
+    Reading twice (hash, then unpickle) would load the swapped model; reading once never does."""
+    import io
+    import os
+    import threading
+    import time
+
+    import joblib
+
+    store = ArtifactStore(tmp_path)
+    m = registry.register({"genuine": True}, kind="failure", name="swap", params={}, metrics={}, feature_names=[],
+                          dataset_id=None, dataset_sha256=None, job_id=None, created_by="t", store=store, db_url=url)
+    path = tmp_path / m.storage_key
+    genuine = path.read_bytes()
+    evil = io.BytesIO()
+    joblib.dump({"genuine": False}, evil, compress=3)
+    path.unlink()
+    os.mkfifo(path)
+    served: list[bytes] = []
+
+    def reader_gone() -> bool:
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))  # ENXIO: no reader has it open
+        except OSError:
+            return True
+        return False
+
+    def serve() -> None:
+        for body in (genuine, evil.getvalue()):
+            with open(path, "wb") as f:  # blocks until a reader opens the path
+                served.append(body)
+                f.write(body)
+            while not reader_gone():  # each reader gets exactly one body
+                time.sleep(0.01)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        assert registry.ModelCache(store).load(m) == {"genuine": True}
+        assert len(served) == 1  # opened once
+    finally:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # release a writer still waiting
+        os.close(fd)
