@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Coroutine
+from functools import lru_cache
 from typing import Any
 
 from fastapi import Request, Response
@@ -35,8 +36,9 @@ _CONTROL = "\x00-\x1f\x7f-\x9f\ud800-\udfff"
 TEXT_BAD = re.compile(f"[{_CONTROL}]")
 VALUE_BAD = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")  # JSON values: \t \n \r allowed
 # What in a raw JSON body can decode to a control character or a surrogate: escapes (\b \f \n \r
-# \t, \u0000-\u001f, \u007f-\u009f, \ud800-\udfff) and raw DEL / C1 (raw C0 is invalid JSON).
-_RAW_SUSPECT = re.compile(rb"\\[bfnrt]|\\u00[0189]|\\u007[fF]|\\u[dD][89a-fA-F]|\x7f|\xc2[\x80-\x9f]")
+# \t, \u0000-\u001f, \u007f-\u009f, \ud800-\udfff) and raw DEL / C1 (raw C0 is invalid JSON). Also
+# an escaped quote, which would hide a long string from the quote-free-run scan in `loads`.
+_RAW_SUSPECT = re.compile(rb'\\[bfnrt"]|\\u00[0189]|\\u007[fF]|\\u[dD][89a-fA-F]|\x7f|\xc2[\x80-\x9f]')
 
 
 def _visible(s: str, limit: int = 80) -> str:
@@ -84,19 +86,33 @@ def _check_value(value: str, field: str, limit: int) -> None:
 
 
 def check_json(value: Any, root: str, limit: int) -> None:
-    """Every key and string value of decoded JSON, at any depth (iterative: depth costs no stack)."""
+    """Every key and string value of decoded JSON, at any depth (iterative: depth costs no stack).
+
+    Paths are built only for containers and errors: a 10,000-row predict body is mostly scalars.
+    """
+    if isinstance(value, str):
+        _check_value(value, root, limit)
+        return
     stack: list[tuple[Any, str]] = [(value, root)]
+    bad_value, bad_key = VALUE_BAD.search, TEXT_BAD.search
     while stack:
         node, path = stack.pop()
-        if isinstance(node, str):
-            _check_value(node, path, limit)
-        elif isinstance(node, dict):
+        if isinstance(node, dict):
             for k, v in node.items():
-                check_text(k, path, limit, what="key")
-                if isinstance(v, (str, dict, list)):
+                if len(k) > limit or bad_key(k):
+                    check_text(k, path, limit, what="key")
+                if isinstance(v, str):
+                    if len(v) > limit or bad_value(v):
+                        _check_value(v, f"{path}.{k}", limit)
+                elif isinstance(v, (dict, list)):
                     stack.append((v, f"{path}.{k}"))
         elif isinstance(node, list):
-            stack.extend((v, f"{path}.{i}") for i, v in enumerate(node) if isinstance(v, (str, dict, list)))
+            for i, v in enumerate(node):
+                if isinstance(v, str):
+                    if len(v) > limit or bad_value(v):
+                        _check_value(v, f"{path}.{i}", limit)
+                elif isinstance(v, (dict, list)):
+                    stack.append((v, f"{path}.{i}"))
 
 
 def _no_constant(name: str) -> Any:
@@ -117,10 +133,17 @@ def loads(body: bytes | str, root: str, limit: int) -> Any:
         raise ApiError(400, "malformed_json", f"request body is not valid JSON: {exc}",
                        {"field": root, "reason": str(exc)}) from None
     raw = body if isinstance(body, bytes) else body.encode("utf-8", "surrogatepass")
-    # Nothing in the raw text can decode to a control character and no string can be long: done.
-    if len(raw) > limit or _RAW_SUSPECT.search(raw):
+    # The walk is needed only if something in the raw text can decode to a control character, or
+    # if a run of more than `limit` bytes without a quote exists (a string of more than `limit`
+    # characters needs one). Both scans run in C; most bodies need neither.
+    if _RAW_SUSPECT.search(raw) or (len(raw) > limit and _long_run(limit).search(raw)):
         check_json(value, root, limit)
     return value
+
+
+@lru_cache(maxsize=8)
+def _long_run(limit: int) -> re.Pattern[bytes]:
+    return re.compile(rb'[^"]{%d}' % (limit + 1))
 
 
 def _field_limit(request: Request) -> int:
