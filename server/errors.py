@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
-from starlette._utils import get_route_path
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -161,6 +160,12 @@ def bearer_token(scope: dict[str, Any]) -> str | None:
     return None
 
 
+def _route_path(scope: dict[str, Any]) -> str:
+    # Behind a root path (uvicorn --root-path) scope["path"] includes it; routes match without it.
+    path, root = scope["path"], scope.get("root_path") or ""
+    return path[len(root):] if root and path.startswith(root) else path
+
+
 def _body_pending(scope: dict[str, Any]) -> bool:
     headers = dict(scope.get("headers") or [])
     return b"transfer-encoding" in headers or headers.get(b"content-length", b"0").strip() not in (b"", b"0")
@@ -192,7 +197,7 @@ class AuthenticateFirst:
         self.app, self.principals, self.db_url, self.prefix = app, principals, db_url, prefix
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not get_route_path(scope).startswith(self.prefix):
+        if scope["type"] != "http" or not _route_path(scope).startswith(self.prefix):
             return await self.app(scope, receive, send)
         token = bearer_token(scope)
         principal = None
