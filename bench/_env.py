@@ -232,10 +232,12 @@ def create_pg_database(admin_url: str, stack: contextlib.ExitStack) -> str:
     return admin_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def health(base_url: str) -> dict[str, Any] | None:
+def health(base_url: str, token: str = "") -> dict[str, Any] | None:
     try:
         # 503 ("degraded") is expected: the queues without a worker here. The body still counts.
-        body = httpx.get(base_url + "/api/health", timeout=3).json()
+        # Worker names are shown to token holders only.
+        body = httpx.get(base_url + "/api/health", timeout=3,
+                         headers={"Authorization": f"Bearer {token}"} if token else None).json()
     except (httpx.HTTPError, ValueError):
         return None
     return body if isinstance(body, dict) else None
@@ -289,7 +291,7 @@ def start_environment(args: argparse.Namespace, tmp: Path, stack: contextlib.Exi
         dead = [c.name for c in env.children if not c.alive()]
         if dead:
             raise BenchError(f"{', '.join(dead)} exited during startup\n{env.logs()}")
-        h = health(env.base_url)
+        h = health(env.base_url, env.token)
         if h is None:
             return False
         status = h.get("queues", {})

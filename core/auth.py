@@ -7,6 +7,7 @@ tokens. Tokens carry 256 bits of randomness, so a fast hash is enough (no passwo
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -15,9 +16,13 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from core.db import session_scope
 from core.models import ROLES, ApiToken, utcnow
 
+log = logging.getLogger("pm.auth")
+
 TOKEN_PREFIX = "pm_"
+MAX_TOKEN_CHARS = 200
 ROLE_RANK = {role: rank for rank, role in enumerate(ROLES)}
 
 
@@ -49,8 +54,13 @@ def create_token(session: Session, *, name: str, role: str, created_by: str | No
     return row, plaintext
 
 
+def well_formed(token: str) -> bool:
+    """Could this be one of our tokens? (Checked before any database read.)"""
+    return token.startswith(TOKEN_PREFIX) and len(token) <= MAX_TOKEN_CHARS and token.isascii() and token.isprintable()
+
+
 def authenticate(session: Session, token: str) -> Principal | None:
-    if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+    if not well_formed(token):
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
     if row is None or row.revoked_at is not None:
@@ -101,6 +111,31 @@ class PrincipalCache:
         with self._lock:
             for key in [k for k, (p, _) in self._items.items() if p.token_id == token_id]:
                 del self._items[key]
+
+
+def verify(token: str, cache: PrincipalCache, db_url: str) -> Principal | None:
+    """The token's principal, or None if it is malformed, unknown or revoked.
+
+    From the cache when recently verified, else one database read (blocking: call it from a
+    thread in async code). Records `last_used_at` at most once a minute per token.
+    """
+    if not well_formed(token):
+        return None
+    principal = cache.get(token)
+    if principal is not None:
+        return principal
+    with session_scope(db_url, write=False) as session:
+        principal = authenticate(session, token)
+    if principal is None:
+        return None
+    cache.put(token, principal)
+    if cache.due_for_touch(principal.token_id):
+        try:
+            with session_scope(db_url) as session:
+                touch(session, principal.token_id)
+        except Exception:  # noqa: BLE001 - bookkeeping only; the token was verified
+            log.warning("could not record token use", extra={"token_id": principal.token_id}, exc_info=True)
+    return principal
 
 
 def touch(session: Session, token_id: str) -> None:

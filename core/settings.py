@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 QUEUES: tuple[str, ...] = ("gan", "ml", "llm")
@@ -29,7 +29,8 @@ class ConfigError(RuntimeError):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # hide_input_in_errors: a refused FLOWER_PASSWORD (or any secret) is never echoed in the error
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", hide_input_in_errors=True)
 
     environment: Literal["development", "production"] = "development"
     data_dir: Path = Field(default=PROJECT_ROOT / "var", description="Local state: SQLite file, embedded broker, artifacts")
@@ -101,6 +102,19 @@ class Settings(BaseSettings):
     def _absolute(cls, v: Path) -> Path:
         return v.expanduser().resolve()
 
+    @field_validator("flower_user", "flower_password", mode="after")
+    @classmethod
+    def _flower_credential(cls, v: str | None, info: ValidationInfo) -> str | None:
+        # Flower's --basic_auth (FLOWER_BASIC_AUTH) is a comma-separated list of user:password
+        # pairs: a comma would split one credential into two, and a colon in the user ends it early.
+        name = (info.field_name or "").upper()
+        if v is not None and "," in v:
+            raise ValueError(f"{name} must not contain a comma: Flower splits its basic-auth setting on commas "
+                             "(one credential would become two); choose another character")
+        if name == "FLOWER_USER" and v is not None and (":" in v or not v):
+            raise ValueError("FLOWER_USER must be non-empty and must not contain ':' (it separates user and password)")
+        return v
+
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
         if self.stale_job_seconds <= self.heartbeat_seconds * 2:
@@ -166,8 +180,12 @@ class Settings(BaseSettings):
 
             from core.files import write_private
 
-            write_private(path, secrets.token_urlsafe(18))
-        return path.read_text().strip()
+            write_private(path, secrets.token_urlsafe(18))  # urlsafe: never a comma
+        secret = path.read_text().strip()
+        if "," in secret:
+            raise ConfigError(f"{path} holds a comma, which Flower's basic auth would split into two "
+                              "credentials; delete the file to generate a new password, or set FLOWER_PASSWORD")
+        return secret
 
 
 @lru_cache

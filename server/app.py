@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
 from core import cleanup, jobs, predictions
@@ -18,13 +19,14 @@ from core.broker import CeleryDispatcher
 from core.logs import configure_logging
 from core.registry import ModelCache
 from core.settings import Settings, get_settings
-from server.errors import BodySizeLimit, RequireBearerFirst, install_error_handlers
+from server.errors import AnswerErrors, AuthenticateFirst, BodySizeLimit, install_error_handlers
 from server.routes import dashboard, health, tokens
 from server.routes import datasets as datasets_routes
 from server.routes import gan as gan_routes
 from server.routes import jobs as jobs_routes
 from server.routes import llm as llm_routes
 from server.routes import models as models_routes
+from server.strings import CheckedRoute
 
 log = logging.getLogger("pm.api")
 
@@ -143,5 +145,10 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
                        exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/vnd.apache.parquet"))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes,
                        overrides={("POST", "/api/v1/datasets"): (settings.dataset_max_bytes, "DATASET_MAX_BYTES")})
-    app.add_middleware(RequireBearerFirst)  # added last = runs first
+    # Added last = runs first: the token is verified before any body byte is read.
+    app.add_middleware(AuthenticateFirst, principals=app.state.principals, db_url=settings.db_url)
+    app.add_middleware(AnswerErrors)  # outermost of ours: an unexpected error is a 500 here, not re-raised
+    unchecked = [r.path for r in app.routes if isinstance(r, APIRoute) and not isinstance(r, CheckedRoute)]
+    if unchecked:  # every string that enters goes through server/strings.py
+        raise RuntimeError(f"routes not built with APIRouter(route_class=CheckedRoute): {', '.join(unchecked)}")
     return app

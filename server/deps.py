@@ -12,13 +12,14 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from core import auth, jobs
-from core.db import new_session, session_scope
+from core.db import new_session
 from core.models import Job
 from core.routing import route_for
-from server.errors import ApiError
+from server.errors import CHALLENGE, ApiError, bearer_token, unauthorized_message
 
 bearer = HTTPBearer(auto_error=False, description="API token from `python -m server token create`")
 
@@ -39,31 +40,41 @@ async def db_session(request: Request) -> AsyncIterator[Session]:
 DbSession = Annotated[Session, Depends(db_session)]
 
 
-def _authenticate(request: Request, session: Session, token: str) -> auth.Principal | None:
-    principal = auth.authenticate(session, token)
-    session.rollback()  # end the read transaction now; the route may run long (SSE)
-    if principal is not None:
-        request.app.state.principals.put(token, principal)
-        if request.app.state.principals.due_for_touch(principal.token_id):
-            with session_scope(request.app.state.db_url) as w:
-                auth.touch(w, principal.token_id)
+async def _verified(request: Request, token: str | None) -> auth.Principal:
+    if token is None or not auth.well_formed(token):
+        raise ApiError(401, "unauthorized", unauthorized_message(token), headers=CHALLENGE)
+    state = request.app.state
+    principal = state.principals.get(token) or await run_in_threadpool(auth.verify, token, state.principals,
+                                                                         state.db_url)
+    if principal is None:
+        raise ApiError(401, "unauthorized", unauthorized_message(token), headers=CHALLENGE)
     return principal
 
 
-async def current_principal(request: Request, session: DbSession,
-                            creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if creds is None or not creds.credentials:
-        raise ApiError(401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
-                       "(create one with `python -m server token create --role operator --name NAME`)", headers=challenge)
-    cache: auth.PrincipalCache = request.app.state.principals
-    principal = cache.get(creds.credentials)
+async def current_principal(request: Request,
+                            _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> auth.Principal:
+    """The caller, as verified by `AuthenticateFirst` before the body was read (no second lookup).
+
+    Only a route outside that middleware's prefix verifies the token here itself.
+    """
+    principal = request.scope.get("state", {}).get("principal")
     if principal is None:
-        principal = await run_in_threadpool(_authenticate, request, session, creds.credentials)
-    if principal is None:
-        raise ApiError(401, "unauthorized", "token is unknown or revoked", headers=challenge)
-    request.state.principal = principal
+        principal = await _verified(request, bearer_token(request.scope))
+        request.state.principal = principal
     return principal
+
+
+async def optional_principal(request: Request) -> auth.Principal | None:
+    """For public routes that show more to a token holder (`/api/health`): None without a token,
+    401 for a bad one (a caller who sent credentials wants to know they failed), and None while
+    the database can't be asked (health must answer exactly then)."""
+    token = bearer_token(request.scope)
+    if token is None and not request.headers.get("authorization"):
+        return None
+    try:
+        return await _verified(request, token)
+    except OperationalError:
+        return None
 
 
 def require(role: str) -> Any:
@@ -76,6 +87,7 @@ def require(role: str) -> Any:
     return check
 
 
+MaybeViewer = Annotated[auth.Principal | None, Depends(optional_principal)]
 Viewer = Annotated[auth.Principal, Depends(require("viewer"))]
 Operator = Annotated[auth.Principal, Depends(require("operator"))]
 Admin = Annotated[auth.Principal, Depends(require("admin"))]

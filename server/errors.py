@@ -8,9 +8,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from core import auth
 from core.jobs import JobError
 
 log = logging.getLogger("pm.api")
@@ -23,11 +25,17 @@ STATUS_CODES = {
 JOB_ERROR_STATUS = {"not_found": 404, "conflict": 409, "invalid": 422, "unavailable": 503}
 
 
-class ApiError(Exception):
+class ApiError(StarletteHTTPException):
+    """An answer with our error shape. An HTTPException, so that one raised while FastAPI reads the
+    body (the string checks in server/strings.py) keeps its status instead of becoming a bare 400."""
+
     def __init__(self, status: int, code: str, message: str, details: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details, self.headers = status, code, message, details or {}, headers
+        super().__init__(status, message, headers)
+        self.status, self.code, self.message, self.details = status, code, message, details or {}
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -81,35 +89,129 @@ def install_error_handlers(app: FastAPI) -> None:
         code = STATUS_CODES.get(exc.status_code, "error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"path": request.url.path})
-        return error_response(500, "internal_error", "the server failed to handle this request; it has been logged",
-                              {"error_type": type(exc).__name__})
-
     @app.exception_handler(OperationalError)
     async def _db_down(_: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable", extra={"error": str(exc.orig)[:300]})
-        return error_response(503, "database_unavailable", "the job database is unreachable; try again shortly",
-                              headers={"Retry-After": "5"})
+        return db_unavailable()
+
+    @app.exception_handler(DataError)
+    async def _db_refused_value(request: Request, exc: DataError) -> JSONResponse:
+        # A safety net: the string checks refuse NUL and the like at the edge, so reaching this is a
+        # gap there (logged) rather than a server fault; the client sent a value the database can't hold.
+        reason = str(exc.orig).splitlines()[0][:200] if exc.orig is not None else type(exc).__name__
+        log.warning("database refused a value", extra={"path": request.url.path, "error": reason})
+        return error_response(422, "invalid_value", f"the database refused a value in this request: {reason}",
+                              {"reason": reason})
 
 
-class RequireBearerFirst:
-    """ASGI middleware: an /api/v1 request without a bearer token gets 401 before its body is read,
-    so anonymous clients can't make the API buffer and parse large bodies."""
+def db_unavailable(close: bool = False) -> JSONResponse:
+    return error_response(503, "database_unavailable", "the job database is unreachable; try again shortly",
+                          headers={"Retry-After": "5", **({"Connection": "close"} if close else {})})
 
-    def __init__(self, app: Any, prefix: str = "/api/v1/") -> None:
-        self.app, self.prefix = app, prefix
+
+def internal_error(exc: BaseException) -> JSONResponse:
+    return error_response(500, "internal_error", "the server failed to handle this request; it has been logged",
+                          {"error_type": type(exc).__name__})
+
+
+class AnswerErrors:
+    """ASGI middleware, outermost of ours: an exception no handler took becomes a logged 500 here.
+
+    Starlette's ServerErrorMiddleware answers 500 too but then re-raises into the server, and
+    uvicorn closes the connection after "Exception in ASGI application", which dropped the
+    client's next request on that keep-alive connection. Here nothing is re-raised, so the
+    connection stays usable. If the response had already started (a stream failing midway), it
+    cannot be completed honestly: returning leaves it incomplete and uvicorn closes the connection.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(self.prefix):
-            auth = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not auth.lower().startswith(b"bearer ") or len(auth) <= 7:
-                response = error_response(
-                    401, "unauthorized", "missing bearer token: send 'Authorization: Bearer <token>' "
-                    "(create one with `python -m server token create --role operator --name NAME`)",
-                    headers={"WWW-Authenticate": "Bearer"})
-                return await response(scope, receive, send)
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - the one place every unexpected error ends
+            log.exception("unhandled error", extra={"path": scope.get("path"), "response_started": started})
+            if not started:
+                await internal_error(exc)(scope, receive, send)
+
+
+TOKEN_HINT = "create one with `python -m server token create --role operator --name NAME`"
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def bearer_token(scope: dict[str, Any]) -> str | None:
+    """The token of the request's first `Authorization: Bearer <token>` header, or None."""
+    for name, value in scope.get("headers") or []:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").strip().partition(" ")
+            token = token.strip()
+            return token if scheme.lower() == "bearer" and token else None
+    return None
+
+
+def _route_path(scope: dict[str, Any]) -> str:
+    # Behind a root path (uvicorn --root-path) scope["path"] includes it; routes match without it.
+    path, root = scope["path"], scope.get("root_path") or ""
+    return path[len(root):] if root and path.startswith(root) else path
+
+
+def _body_pending(scope: dict[str, Any]) -> bool:
+    headers = dict(scope.get("headers") or [])
+    return b"transfer-encoding" in headers or headers.get(b"content-length", b"0").strip() not in (b"", b"0")
+
+
+def unauthorized_message(token: str | None) -> str:
+    if token is None:
+        return f"missing bearer token: send 'Authorization: Bearer <token>' ({TOKEN_HINT})"
+    return f"bearer token is malformed, unknown or revoked ({TOKEN_HINT})"
+
+
+def unauthorized(token: str | None, *, close: bool = False) -> JSONResponse:
+    # An unread body stays unread: the connection is closed after the answer, not drained.
+    return error_response(401, "unauthorized", unauthorized_message(token),
+                          headers={**CHALLENGE, **({"Connection": "close"} if close else {})})
+
+
+class AuthenticateFirst:
+    """ASGI middleware: every /api/v1 request is authenticated before any byte of its body is read.
+
+    FastAPI resolves a route's body before its dependencies, so an auth dependency alone would let a
+    junk token make the API receive and parse a 400 MB upload. Here a missing, malformed, unknown or
+    revoked token is answered 401 at once (and the connection closed if a body was announced). The
+    verified principal goes on in `scope["state"]["principal"]`; `server.deps` uses it and checks
+    roles (403) there. The database read for a token not in the cache runs in a worker thread.
+    """
+
+    def __init__(self, app: Any, principals: auth.PrincipalCache, db_url: str, prefix: str = "/api/v1/") -> None:
+        self.app, self.principals, self.db_url, self.prefix = app, principals, db_url, prefix
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not _route_path(scope).startswith(self.prefix):
+            return await self.app(scope, receive, send)
+        token = bearer_token(scope)
+        principal = None
+        if token is not None and auth.well_formed(token):
+            principal = self.principals.get(token)
+            if principal is None:
+                try:
+                    principal = await run_in_threadpool(auth.verify, token, self.principals, self.db_url)
+                except OperationalError as exc:
+                    log.error("database unavailable", extra={"error": str(exc.orig)[:300]})
+                    return await db_unavailable(_body_pending(scope))(scope, receive, send)
+        if principal is None:
+            return await unauthorized(token, close=_body_pending(scope))(scope, receive, send)
+        scope.setdefault("state", {})["principal"] = principal
         return await self.app(scope, receive, send)
 
 
@@ -128,7 +230,8 @@ class BodySizeLimit:
         headers = dict(scope.get("headers") or [])
         declared = headers.get(b"content-length")
         too_big = error_response(413, "payload_too_large", f"request body over the limit of {max_bytes} bytes",
-                                 {"limit_bytes": max_bytes, "setting": setting})
+                                 {"limit_bytes": max_bytes, "setting": setting},
+                                 headers={"Connection": "close"})  # the rest of the body is not read
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             return await too_big(scope, receive, send)
         seen = 0

@@ -18,6 +18,7 @@ from fastapi.responses import FileResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from server.deps import Viewer
+from server.strings import CheckedRoute
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -27,8 +28,8 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "n
                     "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 COMPRESSIBLE = (".js", ".css", ".html", ".svg", ".json", ".md")
 
-router = APIRouter(tags=["dashboard"])
-api_router = APIRouter(prefix="/api/v1", tags=["dashboard"])
+router = APIRouter(tags=["dashboard"], route_class=CheckedRoute)
+api_router = APIRouter(prefix="/api/v1", tags=["dashboard"], route_class=CheckedRoute)
 
 
 @router.get("/", include_in_schema=False)

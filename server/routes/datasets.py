@@ -21,9 +21,11 @@ from ml.schema import DatasetSchema, SchemaError
 from ml.tabular_io import TableError
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
+from server.paging import PageOffset
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
-samples_router = APIRouter(prefix="/api/v1/dataset-samples", tags=["datasets"])
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], route_class=CheckedRoute)
+samples_router = APIRouter(prefix="/api/v1/dataset-samples", tags=["datasets"], route_class=CheckedRoute)
 CSV_CHUNK_ROWS = 50_000
 SAMPLES_DIR = PROJECT_ROOT / "data" / "samples"
 SAMPLES = {"ai4i2020": ("ai4i2020.csv", "AI4I 2020 predictive maintenance (UCI, CC BY 4.0): 10,000 milling-machine "
@@ -133,7 +135,7 @@ def import_sample(sample: str, request: Request, who: Operator) -> DatasetDetail
 
 @router.get("", response_model=DatasetPage, summary="List datasets, newest first")
 def list_datasets(session: DbSession, _: Viewer, limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> DatasetPage:
+                  *, offset: PageOffset) -> DatasetPage:
     items, total = datasets.list_page(session, limit=limit, offset=offset)
     return DatasetPage(items=[DatasetOut.model_validate(d) for d in items], total=total, limit=limit, offset=offset)
 

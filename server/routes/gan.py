@@ -12,8 +12,9 @@ from core import datasets, registry
 from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
 from server.schemas import JobOut
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1", tags=["gan"])
+router = APIRouter(prefix="/api/v1", tags=["gan"], route_class=CheckedRoute)
 MAX_SAMPLE_ROWS = 5_000_000
 
 

@@ -16,9 +16,12 @@ from core import auth, jobs
 from core.db import session_scope
 from core.models import TERMINAL_STATUSES, JobEvent
 from server.deps import DbSession, Operator, SubmitJob, Viewer
+from server.errors import bearer_token
+from server.paging import PageOffset
 from server.schemas import JobOut, JobPage, JobStatus, PingRequest
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/api/v1/jobs", tags=["jobs"], route_class=CheckedRoute)
 
 SSE_POLL_S = 0.25
 SSE_KEEPALIVE_S = 15.0
@@ -37,8 +40,7 @@ def list_jobs(session: DbSession, _: Viewer,
               status: Annotated[JobStatus | None, Query()] = None,
               kind: Annotated[str | None, Query(max_length=64, pattern="^[a-z0-9_.-]+$")] = None,
               queue: Annotated[str | None, Query(pattern="^(gan|ml|llm|system)$")] = None,
-              limit: Annotated[int, Query(ge=1, le=200)] = 50,
-              offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> JobPage:
+              limit: Annotated[int, Query(ge=1, le=200)] = 50, *, offset: PageOffset) -> JobPage:
     page = jobs.list_jobs(session, status=status, kind=kind, queue=queue, limit=limit, offset=offset)
     return JobPage(items=[JobOut.of(j) for j in page.items], total=page.total, limit=limit, offset=offset)
 
@@ -73,17 +75,11 @@ async def job_events(job_id: str, request: Request, session: DbSession, _: Viewe
             status = jobs.get(s, job_id).status
             return jobs.events_after(s, job_id, after), status
 
-    token = (request.headers.get("authorization") or "")[7:].strip()
+    token = bearer_token(request.scope) or ""
     principals = request.app.state.principals
 
     def still_authorised() -> bool:
-        if principals.get(token) is not None:
-            return True
-        with session_scope(db_url, write=False) as s:
-            principal = auth.authenticate(s, token)
-        if principal is not None:
-            principals.put(token, principal)
-        return principal is not None
+        return auth.verify(token, principals, db_url) is not None
 
     async def stream() -> AsyncIterator[str]:
         after = last_event_id or 0

@@ -15,10 +15,12 @@ from core.models import Explanation, Model
 from core.settings import get_settings
 from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
+from server.paging import PageOffset
 from server.routes.models import failure_outputs, frame_for, load_model
 from server.schemas import JobOut
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1/llm", tags=["llm"])
+router = APIRouter(prefix="/api/v1/llm", tags=["llm"], route_class=CheckedRoute)
 
 
 class ExplainRequest(BaseModel):
@@ -78,8 +80,7 @@ def get(explanation_id: str, session: DbSession, _: Viewer) -> dict[str, Any]:
 
 @router.get("/explanations", summary="Stored explanations, newest first, by prediction or model")
 def list_(session: DbSession, _: Viewer, prediction_id: str | None = None, model_id: str | None = None,
-          limit: Annotated[int, Query(ge=1, le=200)] = 50,
-          offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+          limit: Annotated[int, Query(ge=1, le=200)] = 50, *, offset: PageOffset) -> dict[str, Any]:
     q = select(Explanation)
     if prediction_id:
         q = q.where(Explanation.prediction_id == prediction_id)

@@ -20,9 +20,11 @@ from ml.rul import RUL_ALGORITHMS, RulModel, time_values
 from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
 from server.errors import ApiError
+from server.paging import PageOffset
 from server.schemas import JobOut
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(prefix="/api/v1", tags=["models"], route_class=CheckedRoute)
 MAX_PREDICT_ROWS = 10_000
 
 
@@ -146,8 +148,7 @@ def get_prediction(prediction_id: str, session: DbSession, _: Viewer) -> dict[st
 @router.get("/models", response_model=ModelPage, summary="The model registry, newest first")
 def list_models(session: DbSession, _: Viewer, kind: Annotated[Literal["failure", "rul", "tvae"] | None, Query()] = None,
                 name: Annotated[str | None, Query(max_length=200)] = None,
-                limit: Annotated[int, Query(ge=1, le=200)] = 50,
-                offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> ModelPage:
+                limit: Annotated[int, Query(ge=1, le=200)] = 50, *, offset: PageOffset) -> ModelPage:
     q, cq = select(Model), select(func.count()).select_from(Model)
     for cond in ([Model.kind == kind] if kind else []) + ([Model.name == name] if name else []):
         q, cq = q.where(cond), cq.where(cond)

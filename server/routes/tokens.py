@@ -11,8 +11,9 @@ from core.models import ApiToken
 from server.deps import Admin, DbSession, Viewer
 from server.errors import ApiError
 from server.schemas import Me, TokenCreate, TokenCreated, TokenOut
+from server.strings import CheckedRoute
 
-router = APIRouter(prefix="/api/v1", tags=["auth"])
+router = APIRouter(prefix="/api/v1", tags=["auth"], route_class=CheckedRoute)
 
 
 @router.get("/me", response_model=Me, summary="Who the presented token belongs to")

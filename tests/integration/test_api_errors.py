@@ -80,7 +80,8 @@ def test_unknown_job_and_bad_filters(platform: Platform) -> None:
     err(api.get("/api/v1/jobs", params={"queue": "gpu"}), 422, "validation_error")
     err(api.get("/api/v1/jobs", params={"offset": 10**20}), 422, "validation_error")
     err(api.get("/api/v1/jobs", params={"kind": "a\x00b"}), 422, "validation_error")
-    err(api.get("/api/v1/jobs/%00"), 404, "not_found")
+    e = err(api.get("/api/v1/jobs/%00"), 422, "validation_error")
+    assert e["details"]["field"] == "path.job_id"
     err(api.get("/api/v1/nothing-here"), 404, "not_found")
 
 

@@ -89,7 +89,7 @@ def test_model_inputs_describe_the_reading_form(platform: Platform, trained: dic
 
 
 def test_health_names_the_workers_of_each_queue(platform: Platform) -> None:
-    h = httpx.get(platform.base_url + "/api/health").json()
+    h = platform.api("viewer").get("/api/health").json()  # worker names need a token (the dashboard sends it)
     for q in ("gan", "ml", "llm"):
         assert h["queues"][q]["workers"] == len(h["queues"][q]["worker_names"]) >= 1
         assert all(name.startswith(f"{q}-") for name in h["queues"][q]["worker_names"])

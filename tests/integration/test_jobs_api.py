@@ -132,7 +132,7 @@ def test_listing_filters_and_paginates(platform: Platform) -> None:
 
 
 def test_health_reports_queues_workers_and_depth(platform: Platform) -> None:
-    r = httpx.get(platform.base_url + "/api/health", timeout=5)
+    r = platform.api("viewer").get("/api/health", timeout=5)  # depths need a token
     assert r.status_code == 200, r.text
     h = r.json()
     assert h["status"] == "ok" and h["database"]["ok"] and h["broker"]["ok"]

@@ -26,7 +26,8 @@ def ml_only(backend: str, isolated_redis: RedisServer) -> Iterator[Platform]:
 
 
 def health(p: Platform) -> tuple[int, dict]:
-    r = httpx.get(p.base_url + "/api/health", timeout=10)
+    r = httpx.get(p.base_url + "/api/health", timeout=10,  # with a token: depths and error texts
+                  headers={"Authorization": f"Bearer {p.tokens['viewer']}"} if p.tokens else None)
     return r.status_code, r.json()
 
 
