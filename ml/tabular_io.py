@@ -175,7 +175,7 @@ def _open_csv(path: Path, head: bytes, limits: TableLimits) -> TableSource:
     if cut and len(lines) > 1:
         lines = lines[:-1]  # the last line may be cut mid-way
     header_complete = not cut or len(lines) > 1
-    fmt.delimiter = _sniff_delimiter(lines[:50], limits)
+    fmt.delimiter = _sniff_delimiter(lines[:50], limits, header_complete)
     _check_header_bound(lines[0], fmt.delimiter, limits, complete=header_complete)
     if not header_complete:  # one line longer than the sniffed block, but within the limits: read it whole
         lines = [_first_line(path, encoding, fmt.delimiter, limits)]
@@ -236,9 +236,12 @@ def _first_line(path: Path, encoding: str, delimiter: str, limits: TableLimits) 
 
 
 def _parse_rows(lines: list[str], delimiter: str, limits: TableLimits, first_line: int) -> list[list[str]]:
-    # The csv module refuses fields over its own limit (128 KiB by default); ours is MAX_FIELD_CHARS.
-    if csv.field_size_limit() < limits.max_field_chars + 2:
-        csv.field_size_limit(limits.max_field_chars + 2)
+    # The csv module refuses fields over its own limit (128 KiB by default) with a vague error; it
+    # only ever sees the sniffed block or a header already bounded, so lift its limit above both and
+    # report our own (MAX_FIELD_CHARS) with the real length below.
+    needed = max(SNIFF_BYTES, limits.max_field_chars) + 2
+    if csv.field_size_limit() < needed:
+        csv.field_size_limit(needed)
     try:
         rows = list(csv.reader(lines, delimiter=delimiter))
     except csv.Error as exc:
@@ -480,14 +483,14 @@ def _pandas_encoding(encoding: str) -> str:
     return {"utf-8": "utf-8-sig"}.get(encoding, encoding)
 
 
-def _sniff_delimiter(lines: list[str], limits: TableLimits) -> str:
+def _sniff_delimiter(lines: list[str], limits: TableLimits, complete: bool = True) -> str:
     """The delimiter that splits the header into most fields and rows consistently with it."""
     best, best_score = None, (0, 0)
     for d in DELIMITERS:
         if lines[0].count(d) + 1 > limits.max_columns:
             # splitting would build the oversized header we refuse; quotes may hide some delimiters,
             # so the exact count is made by _check_header_bound
-            _check_header_bound(lines[0], d, limits, complete=False)
+            _check_header_bound(lines[0], d, limits, complete=complete)
         rows = _parse_rows(lines, d, limits, first_line=1)
         width = len(rows[0]) if rows else 0
         if width < 2:
