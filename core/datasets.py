@@ -139,10 +139,11 @@ def csv_chunks(path: Path, chunk_rows: int = 50_000) -> Iterator[bytes]:
     first = True
     for b in f.iter_batches(batch_size=chunk_rows):
         part = escape_formulas(b.to_pandas())
-        yield part.to_csv(index=False, header=first).encode("utf-8")
+        # CRLF (RFC 4180) also makes the writer quote a cell holding a bare CR, which "\n" would not
+        yield part.to_csv(index=False, header=first, lineterminator="\r\n").encode("utf-8")
         first = False
     if first:  # no rows at all: still the header
-        yield pd.DataFrame(columns=f.schema_arrow.names).to_csv(index=False).encode("utf-8")
+        yield pd.DataFrame(columns=f.schema_arrow.names).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 def users(session: Session, dataset_id: str) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ml.profile import TableSummary, profile_summary, summarize_parquet
+from ml.profile import TableSummary, profile_summary, release_memory, summarize_parquet
 from ml.schema import DatasetSchema, infer_schema, validate_schema
 from ml.tabular_io import TableFormat, TableLimits, TableSource, open_table
 
@@ -27,8 +27,11 @@ def ingest(path: Path, dest: Path, given: DatasetSchema | None = None, limits: T
     and profile from one streamed pass over `dest`. Raises `TableError` for a file that can't be
     read or is over a limit, and `SchemaError` for a schema that doesn't fit."""
     src = open_table(path, limits)
+    release_memory()
     write_parquet(src, dest)
+    release_memory()
     summary = summarize_parquet(dest)
+    release_memory()
     if given is not None:
         validate_schema(summary, given)  # the user's own roles must fit before anything is inferred around them
     schema = infer_schema(summary, given)

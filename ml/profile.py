@@ -15,6 +15,7 @@ batch size and the budgets below, not by the dataset:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +28,27 @@ from ml.schema import DatasetSchema
 
 HIST_BINS = 20
 TOP_CATEGORIES = 20
-DISTINCT_BUDGET = 8_000_000  # distinct numeric values kept over all columns (8 bytes each)
+DISTINCT_BUDGET = 2_000_000  # distinct numeric values kept over all columns (8 bytes each)
 CATEGORY_BUDGET = 1_000_000  # distinct text values counted over all columns
-SAMPLE_CELLS = 4_000_000  # numeric cells in the row sample
+SAMPLE_CELLS = 2_000_000  # numeric cells in the row sample (16 MB)
 PROFILE_BATCH_CELLS = 1_000_000
 
 Batches = Callable[[list[str] | None], Iterator[pd.DataFrame]]
+
+
+def release_memory() -> None:
+    """Hand memory freed so far back to the OS. Both allocators keep freed blocks for reuse
+    (Arrow's mimalloc/jemalloc pool, glibc's arenas): over a long pass of many batches their
+    high-water mark, not the live data, would set the process's peak, and a long-lived API process
+    would keep it after the upload."""
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to trim
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
 
 
 def _num(x: Any) -> float | None:
@@ -78,6 +94,43 @@ class ColumnSummary:
         return None if self.counts is None else set(self.counts.index)
 
 
+class _RowSample:
+    """A uniform sample without replacement of up to `cap` rows (bottom-k of random keys, seed 0),
+    in buffers allocated once: re-allocating a growing array per batch leaves the heap fragmented
+    (glibc cannot trim below a live block), which cost more than the sample itself."""
+
+    def __init__(self, cap: int, width: int) -> None:
+        self.cap, self.filled = cap, 0
+        self.keys = np.empty(cap)
+        self.buf = np.empty((cap, width))
+        self.rng = np.random.default_rng(0)
+
+    def add(self, block: np.ndarray) -> None:
+        kb = self.rng.random(len(block))
+        free = min(self.cap - self.filled, len(block))
+        if free:
+            self.keys[self.filled:self.filled + free] = kb[:free]
+            self.buf[self.filled:self.filled + free] = block[:free]
+            self.filled += free
+            kb, block = kb[free:], block[free:]
+        if not len(kb):
+            return
+        # the batch rows whose keys are among the cap smallest of (sample + batch) replace the largest
+        combined = np.concatenate([self.keys, kb])
+        keep = np.argpartition(combined, self.cap - 1)[: self.cap]
+        incoming = keep[keep >= self.cap] - self.cap
+        if not len(incoming):
+            return
+        kept = np.zeros(self.cap, dtype=bool)
+        kept[keep[keep < self.cap]] = True
+        slots = np.flatnonzero(~kept)
+        self.keys[slots] = kb[incoming]
+        self.buf[slots] = block[incoming]
+
+    def rows(self) -> np.ndarray:
+        return self.buf[: self.filled]
+
+
 class TableSummary:
     """Exact per-column statistics plus a uniform row sample of the numeric columns; `batches`
     re-reads chosen columns for the few questions that need two columns at once."""
@@ -95,7 +148,9 @@ class TableSummary:
     def _scan(self) -> None:
         ranges: dict[str, list[float]] = {}
         dtypes: dict[str, Any] = {}
-        for b in self._batches(None):  # pass 1: dtypes and exact ranges, for the histogram edges
+        for i, b in enumerate(self._batches(None)):  # pass 1: dtypes and exact ranges, for the histogram edges
+            if i % 8 == 7:
+                release_memory()
             for c in self.columns:
                 s = b[c]
                 dtypes.setdefault(c, s.dtype)
@@ -108,7 +163,7 @@ class TableSummary:
                         r[0], r[1] = min(r[0], lo), max(r[1], hi)
         numeric = [c for c in self.columns if _is_numeric(dtypes.get(c, np.dtype("float64")))]
         ncols = max(len(self.columns), 1)
-        num_cap = max(10_000, min(1_000_000, DISTINCT_BUDGET // ncols))
+        num_cap = max(10_000, min(500_000, DISTINCT_BUDGET // ncols))
         cat_cap = max(1_000, min(100_000, CATEGORY_BUDGET // ncols))
         sample_cap = self._sample_cap or max(10_000, min(1_000_000, SAMPLE_CELLS // max(len(numeric), 1)))
         for c in self.columns:
@@ -121,23 +176,17 @@ class TableSummary:
             if not cs.numeric:
                 cs.uniques, cs.counts = None, pd.Series(dtype="int64")
             self.col[c] = cs
-        rng = np.random.default_rng(0)
-        keys = np.empty(0)
-        sample = np.empty((0, len(numeric)))
-        for b in self._batches(None):  # pass 2: everything else
-            n = len(b)
-            self.rows += n
+        sampler = _RowSample(sample_cap, len(numeric))
+        for i, b in enumerate(self._batches(None)):  # pass 2: everything else
+            if i % 8 == 7:
+                release_memory()
+            self.rows += len(b)
             for c in self.columns:
                 self._add(self.col[c], b[c], num_cap, cat_cap)
             if numeric:
-                block = np.column_stack([b[c].to_numpy(dtype="float64", na_value=np.nan) for c in numeric])
-                keys = np.concatenate([keys, rng.random(n)])
-                sample = np.concatenate([sample, block])
-                if len(keys) > sample_cap:
-                    keep = np.sort(np.argpartition(keys, sample_cap)[:sample_cap])
-                    keys, sample = keys[keep], sample[keep]
-        self.sampled = self.rows > len(keys) if numeric else False
-        self.sample = pd.DataFrame(sample, columns=numeric)
+                sampler.add(np.column_stack([b[c].to_numpy(dtype="float64", na_value=np.nan) for c in numeric]))
+        self.sampled = self.rows > sampler.filled if numeric else False
+        self.sample = pd.DataFrame(sampler.rows(), columns=numeric)
 
     @staticmethod
     def _add(cs: ColumnSummary, s: pd.Series, num_cap: int, cat_cap: int) -> None:
