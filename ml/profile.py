@@ -317,6 +317,8 @@ def parquet_batches(path: Path) -> tuple[list[str], Batches]:
         for b in f.iter_batches(batch_size=rows, columns=cols or names, use_pandas_metadata=False):
             df = b.to_pandas()
             for c in df.columns:
+                if isinstance(df[c].dtype, pd.CategoricalDtype):  # dictionary-encoded text: plain values
+                    df[c] = df[c].astype(object)
                 if c in nullable_ints and df[c].dtype != "float64":
                     df[c] = df[c].astype("float64")
                 elif c in bools and df[c].dtype != object:

@@ -99,9 +99,9 @@ class TableSource:
     """A checked file that can be read in chunks; `rows` and `columns` are known before `batches()`."""
 
     def __init__(self, path: Path, fmt: TableFormat, columns: list[str], rows: int, chunk_rows: int,
-                 dtypes: dict[str, str] | None = None, drop: list[str] | None = None) -> None:
+                 dtypes: dict[str, str] | None = None) -> None:
         self.path, self.format, self.columns, self.rows, self.chunk_rows = path, fmt, columns, rows, chunk_rows
-        self._dtypes, self._drop = dtypes or {}, drop or []
+        self._dtypes = dtypes or {}
         self._read: dict[int, Any] = {}  # CSV: the dtype each column is read with on the second pass
 
     def batches(self) -> Iterator[pd.DataFrame]:
@@ -536,19 +536,3 @@ def _check_header(header: list[str], limits: TableLimits | None = None) -> None:
 
 def _has_decimal_commas(rows: list[list[str]]) -> bool:
     return any(_DECIMAL_COMMA.match(cell) for row in rows for cell in row)
-
-
-def _to_plain_dtypes(df: pd.DataFrame) -> pd.DataFrame:
-    """numpy dtypes (float64/int64/bool/object) whatever the reader produced."""
-    out = {}
-    for col in df.columns:
-        s = df[col]
-        if pd.api.types.is_bool_dtype(s):
-            out[col] = s.astype("boolean").astype(object) if s.isna().any() else s.astype(bool)
-        elif pd.api.types.is_integer_dtype(s):
-            out[col] = s.astype("float64") if s.isna().any() else s.astype("int64")
-        elif pd.api.types.is_float_dtype(s):
-            out[col] = s.astype("float64")
-        else:
-            out[col] = s.astype(object).where(s.notna(), None)
-    return pd.DataFrame(out, index=pd.RangeIndex(len(df)))
