@@ -69,7 +69,8 @@ def _store(request: Request) -> ArtifactStore:
 
 def _schema_error(exc: SchemaError, prefix: str = "schema") -> ApiError:
     if isinstance(exc, SchemaLimitError):
-        code = "limit_exceeded" if exc.status == 413 else "invalid_text"
+        code = ("limit_exceeded" if exc.status == 413 else
+                "field_too_long" if exc.details.get("setting") == "MAX_FIELD_CHARS" else "invalid_text")
         return ApiError(exc.status, code, f"{prefix}.{exc.field}: {exc.message}",
                         {"field": f"{prefix}.{exc.field}", **exc.details})
     return ApiError(422, "invalid_schema", exc.message, {"field": f"schema.{exc.field}", **exc.details})
