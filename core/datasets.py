@@ -10,6 +10,7 @@ job writes no row and its file is removed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,24 +23,46 @@ from core.artifacts import ArtifactMismatch, ArtifactStore, sha256_file
 from core.db import session_scope
 from core.jobs import JobError, get_by_id
 from core.models import Dataset, Job, Model, new_id, utcnow
+from core.settings import get_settings
 from ml.datasets import ingest, reprofile
 from ml.profile import profile_parquet
 from ml.schema import DatasetSchema
+from ml.tabular_io import TableLimits
+
+NAME_CHARS = Dataset.__table__.c.name.type.length  # 200: the column's width
+FILENAME_CHARS = Dataset.__table__.c.source_filename.type.length  # 255
+
+
+def table_limits() -> TableLimits:
+    s = get_settings()
+    return TableLimits(max_columns=s.dataset_max_columns, max_cells=s.dataset_max_cells,
+                       max_field_chars=s.max_field_chars)
+
+
+def fit_name(name: str, width: int = NAME_CHARS) -> str:
+    """A generated name clipped to the column's width, keeping its end (a split's `(train)`, a
+    version) readable: `first part…last 40 characters`."""
+    if len(name) <= width:
+        return name
+    tail = name[-40:]
+    return name[: width - len(tail) - 1] + "\u2026" + tail
 
 log = logging.getLogger("pm.datasets")
 
 
 def create(*, upload: Path, filename: str | None, name: str, given: DatasetSchema | None, created_by: str | None,
            store: ArtifactStore, db_url: str | None = None, kind: str = "uploaded",
-           lineage: dict[str, Any] | None = None) -> Dataset:
-    result = ingest(upload, given)
+           lineage: dict[str, Any] | None = None, limits: TableLimits | None = None) -> Dataset:
+    """Check, convert and profile an upload chunk by chunk (`ml.datasets.ingest`), then store it.
+    `name` must already fit the column (the route validates users' names; generated ones are clipped)."""
     with store.scratch() as tmp:
         staged = tmp / "data.parquet"
-        result.frame.to_parquet(staged, index=False)
+        result = ingest(upload, staged, given, limits or table_limits())
         return _store_and_record(
-            staged, store, db_url, name=name, kind=kind, source_sha256=sha256_file(upload), source_filename=filename,
-            source_format=result.format.describe(), rows=len(result.frame),
-            columns=[str(c) for c in result.frame.columns], schema=result.schema.model_dump(mode="json"),
+            staged, store, db_url, name=fit_name(name), kind=kind, source_sha256=sha256_file(upload),
+            source_filename=fit_name(filename, FILENAME_CHARS) if filename else filename,
+            source_format=result.format.describe(), rows=result.rows,
+            columns=result.columns, schema=result.schema.model_dump(mode="json"),
             profile=result.profile, lineage=lineage, created_by=created_by)
 
 
@@ -62,7 +85,7 @@ def stage_parquet(path: Path, *, name: str, schema: DatasetSchema, kind: str, cr
 
     meta = pq.ParquetFile(path)
     return _stage(
-        path, store, db_url, name=name, kind=kind, source_sha256=None, source_filename=None,
+        path, store, db_url, name=fit_name(name), kind=kind, source_sha256=None, source_filename=None,
         source_format={"format": "parquet"}, rows=meta.metadata.num_rows,
         columns=[str(c) for c in meta.schema_arrow.names], schema=schema.model_dump(mode="json"),
         profile=profile_parquet(path, schema), lineage=lineage, created_by=created_by)
@@ -145,13 +168,37 @@ def load_frame(ds: Dataset, store: ArtifactStore) -> pd.DataFrame:
 
 
 def update_schema(dataset_id: str, schema: DatasetSchema, store: ArtifactStore, db_url: str | None = None) -> Dataset:
+    """Check the corrected schema against the stored file and re-profile it, streamed (no frame)."""
+    with session_scope(db_url, write=False) as session:
+        ds = get(session, dataset_id)
+        path, sha = verified_path(ds, store), ds.sha256
+    profile = reprofile(path, schema)
     with session_scope(db_url) as session:
         ds = get(session, dataset_id)
-        df = load_frame(ds, store)
-        ds.profile = reprofile(df, schema)
+        if ds.sha256 != sha:
+            raise JobError("conflict", f"dataset {dataset_id} changed while it was re-profiled; try again")
+        ds.profile = profile
         ds.schema = schema.model_dump(mode="json")
         ds.updated_at = utcnow()
         return ds
+
+
+def csv_chunks(path: Path, chunk_rows: int = 50_000) -> Iterator[bytes]:
+    """A dataset's (verified) Parquet file as CSV, one record batch at a time, with formula-like
+    text cells escaped (see `ml.csv_safety`)."""
+    import pyarrow.parquet as pq
+
+    from ml.csv_safety import escape_formulas
+
+    f = pq.ParquetFile(path)
+    first = True
+    for b in f.iter_batches(batch_size=chunk_rows):
+        part = escape_formulas(b.to_pandas())
+        # CRLF (RFC 4180) also makes the writer quote a cell holding a bare CR, which "\n" would not
+        yield part.to_csv(index=False, header=first, lineterminator="\r\n").encode("utf-8")
+        first = False
+    if first:  # no rows at all: still the header
+        yield pd.DataFrame(columns=f.schema_arrow.names).to_csv(index=False, lineterminator="\r\n").encode("utf-8")
 
 
 def users(session: Session, dataset_id: str) -> list[str]:

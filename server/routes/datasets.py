@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core import datasets
 from core.artifacts import ArtifactStore
-from core.settings import PROJECT_ROOT
-from ml.schema import DatasetSchema, SchemaError
-from ml.tabular_io import TableError
+from core.settings import PROJECT_ROOT, get_settings
+from ml.schema import DatasetSchema, SchemaError, SchemaLimitError, check_schema_text
+from ml.tabular_io import TableError, control_characters
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
 from server.paging import PageOffset
@@ -70,15 +69,38 @@ def _store(request: Request) -> ArtifactStore:
     return request.app.state.artifacts
 
 
-def _schema_error(exc: SchemaError) -> ApiError:
+def _schema_error(exc: SchemaError, prefix: str = "schema") -> ApiError:
+    if isinstance(exc, SchemaLimitError):
+        code = ("limit_exceeded" if exc.status == 413 else
+                "field_too_long" if exc.details.get("setting") == "MAX_FIELD_CHARS" else "invalid_text")
+        return ApiError(exc.status, code, f"{prefix}.{exc.field}: {exc.message}",
+                        {"field": f"{prefix}.{exc.field}", **exc.details})
     return ApiError(422, "invalid_schema", exc.message, {"field": f"schema.{exc.field}", **exc.details})
+
+
+def _check_text(value: str, field: str) -> None:
+    """Refuse control characters (NUL breaks PostgreSQL; the rest have no place in a name)."""
+    bad = control_characters(value)
+    if bad:
+        raise ApiError(422, "invalid_text", f"{field}: contains control character(s) {', '.join(bad)}",
+                       {"field": field, "characters": bad})
+
+
+def _check_schema_text(raw: Any, prefix: str) -> None:
+    s = get_settings()
+    try:
+        check_schema_text(raw, max_field_chars=s.max_field_chars, max_derived=s.dataset_max_derived)
+    except SchemaLimitError as exc:
+        raise _schema_error(exc, prefix) from exc
 
 
 def _parse_schema(raw: str | None) -> DatasetSchema | None:
     if raw is None or not raw.strip():
         return None
     try:
-        return DatasetSchema.model_validate(json.loads(raw))
+        decoded = json.loads(raw)
+        _check_schema_text(decoded, "form.schema")
+        return DatasetSchema.model_validate(decoded)
     except json.JSONDecodeError as exc:
         raise ApiError(422, "validation_error", f"schema: not valid JSON ({exc.msg} at {exc.pos})",
                        {"errors": [{"field": "form.schema", "message": exc.msg, "type": "json_invalid"}]}) from exc
@@ -100,7 +122,7 @@ def _create(request: Request, who: Any, source: Any, filename: str | None, name:
             ds = datasets.create(upload=upload_path, filename=filename, name=name.strip(), given=given,
                                  created_by=who.name, store=store, db_url=request.app.state.db_url)
         except TableError as exc:
-            raise ApiError(422, exc.code, f"file: {exc.message}", {"field": "file", **exc.details}) from exc
+            raise ApiError(exc.status, exc.code, f"file: {exc.message}", {"field": "file", **exc.details}) from exc
         except SchemaError as exc:
             raise _schema_error(exc) from exc
     return DatasetDetail.model_validate(ds)
@@ -108,9 +130,14 @@ def _create(request: Request, who: Any, source: Any, filename: str | None, name:
 
 @router.post("", status_code=201, response_model=DatasetDetail, summary="Upload a CSV or Parquet file")
 def upload(request: Request, who: Operator, file: Annotated[UploadFile, File(description="CSV or Parquet")],
-           name: Annotated[str, Form(min_length=1, max_length=200)],
+           name: Annotated[str, Form(min_length=1, max_length=datasets.NAME_CHARS)],
            schema: Annotated[str | None, Form(description="JSON DatasetSchema; roles not given are inferred")] = None,
            ) -> DatasetDetail:
+    # A sync route: FastAPI runs it in the thread pool, so reading, checking and profiling the file
+    # (chunk by chunk, ml.datasets.ingest) never blocks the event loop.
+    _check_text(name, "form.name")
+    if file.filename:
+        _check_text(file.filename, "file.filename")
     given = _parse_schema(schema)
     # file.file is already spooled to disk by the multipart parser
     return _create(request, who, file.file, file.filename, name, given)
@@ -147,6 +174,7 @@ def get_dataset(dataset_id: str, session: DbSession, _: Viewer) -> DatasetDetail
 
 @router.patch("/{dataset_id}", response_model=DatasetDetail, summary="Correct the schema (re-checked, re-profiled)")
 def patch_schema(dataset_id: str, body: SchemaPatch, request: Request, _: Operator) -> DatasetDetail:
+    _check_schema_text(body.schema_.model_dump(mode="json"), "schema")
     try:
         ds = datasets.update_schema(dataset_id, body.schema_, _store(request), request.app.state.db_url)
     except SchemaError as exc:
@@ -164,14 +192,9 @@ async def download(dataset_id: str, request: Request, session: DbSession, _: Vie
         path = await run_in_threadpool(datasets.verified_path, ds, store)
         return FileResponse(path, media_type="application/vnd.apache.parquet",
                             filename=f"{stem}.parquet")
-    frame = await run_in_threadpool(datasets.load_frame, ds, store)
-
-    def chunks() -> Iterator[bytes]:
-        for start in range(0, len(frame), CSV_CHUNK_ROWS):
-            part = frame.iloc[start:start + CSV_CHUNK_ROWS]
-            yield part.to_csv(index=False, header=start == 0).encode("utf-8")
-
-    return StreamingResponse(chunks(), media_type="text/csv; charset=utf-8",
+    path = await run_in_threadpool(datasets.verified_path, ds, store)
+    # streamed one record batch at a time; formula-like text cells escaped (ml/csv_safety.py)
+    return StreamingResponse(datasets.csv_chunks(path, CSV_CHUNK_ROWS), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{stem}.csv"'})
 
 

@@ -137,3 +137,77 @@ def test_profile_has_balance_modes_and_histograms(ai4i: pd.DataFrame) -> None:
     torque = p["columns"]["Torque [Nm]"]
     assert torque["kind"] == "numeric" and torque["missing"] == 0 and sum(torque["histogram"]["counts"]) == 10000
     assert {t["value"] for t in p["columns"]["Type"]["top"]} == {"L", "M", "H"}
+
+
+# ----------------------------------------------------------------------------------- chunks and limits
+def test_chunked_reading_gives_the_whole_file_frame(tmp_path: Path, ai4i: pd.DataFrame,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunks of 1,000 rows: each column gets the one type over the whole file (a column that is
+    int in one chunk and float or missing in another is float64 everywhere)."""
+    import ml.tabular_io as tio
+
+    monkeypatch.setattr(tio, "CHUNK_CELLS", 14 * 1_000)
+    pd.testing.assert_frame_equal(read_table(AI4I)[0], ai4i)
+    rows = ["a,b,c"] + [f"{i},{i},x" for i in range(1500)] + ["1500,1.5,", "1501,,y"]
+    (tmp_path / "mixed.csv").write_text("\n".join(rows) + "\n")
+    df = read_table(tmp_path / "mixed.csv")[0]
+    assert df["a"].dtype == "int64" and df["b"].dtype == "float64" and df["c"].dtype == object
+    assert df["b"].iloc[1500] == 1.5 and np.isnan(df["b"].iloc[1501]) and df["c"].iloc[1500] is None
+
+
+def test_streamed_profile_over_many_batches_matches_the_whole_frame(tmp_path: Path, ai4i: pd.DataFrame,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import ml.profile as mp
+    from ml.datasets import ingest
+
+    whole = profile(ai4i, infer_schema(ai4i))
+    monkeypatch.setattr(mp, "PROFILE_BATCH_CELLS", 14 * 1_000)  # ten batches
+    got = ingest(AI4I, tmp_path / "out.parquet")
+    assert got.schema == infer_schema(ai4i) and got.rows == 10000
+    for c, expected in whole["columns"].items():
+        for k, v in expected.items():
+            assert got.profile["columns"][c][k] == (pytest.approx(v, rel=1e-12) if isinstance(v, float) else v), (c, k)
+    assert {k: v for k, v in got.profile.items() if k != "columns"} == {k: v for k, v in whole.items() if k != "columns"}
+
+
+def test_the_row_sample_bounds_percentiles_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import ml.profile as mp
+
+    n = 300_000
+    pd.DataFrame({"x": np.arange(n, dtype=float), "y": np.arange(n) % 2}).to_parquet(tmp_path / "t.parquet")
+    monkeypatch.setattr(mp, "SAMPLE_CELLS", 20_000)  # 2 numeric columns: 10,000 rows
+    t = mp.summarize_parquet(tmp_path / "t.parquet")
+    p = mp.profile_summary(t, DatasetSchema(target="y"))
+    assert p["sample"]["rows"] == len(t.sample) == 10_000  # bounded by the budget, and said so
+    x = p["columns"]["x"]
+    assert x["min"] == 0 and x["max"] == n - 1 and sum(x["histogram"]["counts"]) == n  # exact
+    assert x["median"] == pytest.approx((n - 1) / 2, rel=0.02)  # from the sample
+    assert p["class_balance"]["positives"] == n // 2
+
+
+@pytest.mark.parametrize("content, code, setting", [
+    (",".join(f"c{i}" for i in range(3000)).encode() + b"\n" + b"1," * 2999 + b"1\n", "too_many_columns",
+     "DATASET_MAX_COLUMNS"),
+    (b"a,b\n1," + b"x" * 20_000 + b"\n", "field_too_long", "MAX_FIELD_CHARS"),
+    (b"a," + b"x" * 20_000 + b"\n1,2\n", "field_too_long", "MAX_FIELD_CHARS"),
+    (b"a,b\n" + b"1,2\n" * 60_000, "too_many_cells", "DATASET_MAX_CELLS"),
+    (b"a\x01,b\n1,2\n", "control_character", None),
+    (b"a,b\n1,\x00\n", "nul_character", None),
+])
+def test_limits_and_control_characters(tmp_path: Path, content: bytes, code: str, setting: str | None) -> None:
+    from ml.tabular_io import TableLimits, open_table
+
+    (tmp_path / "f.csv").write_bytes(content)
+    with pytest.raises(TableError) as exc:
+        open_table(tmp_path / "f.csv", TableLimits(max_columns=2000, max_cells=100_000, max_field_chars=10_000))
+    assert exc.value.code == code and exc.value.details.get("setting") == setting
+    assert exc.value.status == (413 if code.startswith("too_many") else 422)
+
+
+def test_formula_cells_are_escaped_numbers_are_not() -> None:
+    from ml.csv_safety import escape_formulas
+
+    df = pd.DataFrame({"n": [-1.5, 2.0, 3.0], "t": ["=1+1", "-1.5", "@x"], "u": ["ok", "+3", "-2+3"]})
+    out = escape_formulas(df)
+    assert out["n"].tolist() == [-1.5, 2.0, 3.0] and out["t"].tolist() == ["'=1+1", "-1.5", "'@x"]
+    assert out["u"].tolist() == ["ok", "+3", "'-2+3"] and df["t"].iloc[0] == "=1+1"  # the input is not changed
