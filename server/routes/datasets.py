@@ -17,7 +17,7 @@ from core import datasets
 from core.artifacts import ArtifactStore
 from core.settings import PROJECT_ROOT, get_settings
 from ml.schema import DatasetSchema, SchemaError, SchemaLimitError, check_schema_text
-from ml.tabular_io import TableError, control_characters
+from ml.tabular_io import TableError
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
 from server.paging import PageOffset
@@ -78,14 +78,6 @@ def _schema_error(exc: SchemaError, prefix: str = "schema") -> ApiError:
     return ApiError(422, "invalid_schema", exc.message, {"field": f"schema.{exc.field}", **exc.details})
 
 
-def _check_text(value: str, field: str) -> None:
-    """Refuse control characters (NUL breaks PostgreSQL; the rest have no place in a name)."""
-    bad = control_characters(value)
-    if bad:
-        raise ApiError(422, "invalid_text", f"{field}: contains control character(s) {', '.join(bad)}",
-                       {"field": field, "characters": bad})
-
-
 def _check_schema_text(raw: Any, prefix: str) -> None:
     s = get_settings()
     try:
@@ -134,10 +126,8 @@ def upload(request: Request, who: Operator, file: Annotated[UploadFile, File(des
            schema: Annotated[str | None, Form(description="JSON DatasetSchema; roles not given are inferred")] = None,
            ) -> DatasetDetail:
     # A sync route: FastAPI runs it in the thread pool, so reading, checking and profiling the file
-    # (chunk by chunk, ml.datasets.ingest) never blocks the event loop.
-    _check_text(name, "form.name")
-    if file.filename:
-        _check_text(file.filename, "file.filename")
+    # (chunk by chunk, ml.datasets.ingest) never blocks the event loop. Control characters and
+    # over-long strings in `name`, the file name and `schema` were refused by server.strings already.
     given = _parse_schema(schema)
     # file.file is already spooled to disk by the multipart parser
     return _create(request, who, file.file, file.filename, name, given)
