@@ -33,11 +33,13 @@ from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, text, update
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from core.db import session_scope
-from core.models import TERMINAL_STATUSES, Job, JobEvent, UTCDateTime, new_id, utcnow
+from core.idempotency import KeyClaim, Replay
+from core.idempotency import existing as idempotency_existing
+from core.models import TERMINAL_STATUSES, IdempotencyKey, Job, JobEvent, UTCDateTime, new_id, utcnow
 from core.settings import get_settings
 
 log = logging.getLogger("pm.jobs")
@@ -189,8 +191,14 @@ def submit(
     db_url: str | None = None,
     dispatch_log: DispatchLog | None = None,
     committer: GroupCommitter | None = None,
+    idempotency: KeyClaim | None = None,
 ) -> Job:
-    """Create a job row, commit it, then send its message. Returns the job as stored."""
+    """Create a job row, commit it, then send its message. Returns the job as stored.
+
+    With an idempotency claim, the key's row is inserted in the job's own transaction (not through
+    the group committer, whose batch one duplicate would fail); if another request took the key
+    first, `Replay` (same request) or `KeyReused` (a different one) is raised and nothing is written.
+    """
     settings = get_settings()
     timeout = min(timeout_s or settings.max_job_seconds, settings.max_job_seconds)
     job_id, now = new_id(), utcnow()
@@ -200,7 +208,19 @@ def submit(
               "celery_task_id": task_id_for(job_id, 1), "created_at": now, "updated_at": now}
     event = {"job_id": job_id, "type": "status", "ts": now,
              "data": {"status": "queued", "message": "queued", "progress": 0.0}}
-    if committer is not None:
+    if idempotency is not None:
+        try:
+            with session_scope(db_url) as session:
+                idempotency.clear_expired(session)
+                session.execute(insert(Job), [values])
+                session.execute(insert(JobEvent), [event])
+                session.execute(insert(IdempotencyKey), [idempotency.row(job_id)])
+        except IntegrityError:
+            winner = idempotency_existing(idempotency, db_url)  # raises KeyReused for another request
+            if winner is None:
+                raise
+            raise Replay(winner) from None
+    elif committer is not None:
         committer.insert([{"job": values, "event": event}])
     else:
         with session_scope(db_url) as session:

@@ -232,3 +232,21 @@ class Explanation(Base):
 
     __table_args__ = (Index("ix_explanations_cache", "cache_key", "created_at"),
                       Index("ix_explanations_prediction", "prediction_id", "created_at"))
+
+
+class IdempotencyKey(Base):
+    """A client's `Idempotency-Key` on a job-creating POST: the job it created, per token.
+
+    The primary key makes two concurrent requests with the same key create one job: the row is
+    inserted in the transaction that inserts the job, and the loser reads the winner's job.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    token_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of method, path and canonical body
+    job_id: Mapped[str] = mapped_column(String(32), ForeignKey("jobs.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_idempotency_created", "created_at"),)

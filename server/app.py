@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 
-from core import cleanup, jobs, predictions
+from core import cleanup, idempotency, jobs, predictions
 from core.artifacts import ArtifactStore
 from core.auth import PrincipalCache
 from core.broker import CeleryDispatcher
@@ -33,7 +33,8 @@ log = logging.getLogger("pm.api")
 
 class MaintenanceLoop(threading.Thread):
     """Every MAINTENANCE_SECONDS: requeue jobs whose worker died; send jobs the broker missed.
-    Hourly: purge old predictions; remove old scratch files and orphaned artifacts (core/cleanup.py).
+    Hourly: purge old predictions and expired idempotency keys; remove old scratch files and
+    orphaned artifacts (core/cleanup.py).
 
     Safe with several API processes: every change is a conditional UPDATE that only one can win.
     After a database outage the reaper waits STALE_JOB_SECONDS (`jobs.ReapGate`).
@@ -50,6 +51,7 @@ class MaintenanceLoop(threading.Thread):
         settings = get_settings()
         self.retention_days = settings.prediction_retention_days
         self.scratch_max_age_hours = settings.scratch_max_age_hours
+        self.idempotency_ttl_hours = settings.idempotency_ttl_hours
         self.reap_gate = jobs.ReapGate(settings.stale_job_seconds)
         self.next_purge = time.monotonic()
 
@@ -60,6 +62,12 @@ class MaintenanceLoop(threading.Thread):
                 log.info("purged old predictions", extra={"purged": purged})
         except Exception:  # noqa: BLE001 - retried next hour
             log.warning("prediction purge failed", exc_info=True)
+        try:
+            expired = idempotency.purge(self.idempotency_ttl_hours, self.db_url)
+            if expired:
+                log.info("purged expired idempotency keys", extra={"purged": expired})
+        except Exception:  # noqa: BLE001 - retried next hour
+            log.warning("idempotency key purge failed", exc_info=True)
         if self.store is None:
             return
         try:

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from core import auth, jobs
+from core import auth, idempotency, jobs
 from core.db import new_session
 from core.models import Job
 from core.routing import route_for
@@ -100,9 +100,10 @@ class JobSubmitter:
     before the message is sent; if the broker is down the job waits in the outbox instead of failing.
     """
 
-    def __init__(self, request: Request, principal: auth.Principal) -> None:
+    def __init__(self, request: Request, principal: auth.Principal, claim: idempotency.KeyClaim | None = None) -> None:
         self.state = request.app.state
         self.principal = principal
+        self.claim = claim  # the request's Idempotency-Key, if it sent one
 
     def __call__(self, task_name: str, params: dict[str, Any], *, kind: str | None = None,
                  timeout_s: int | None = None) -> Job:
@@ -112,11 +113,28 @@ class JobSubmitter:
         return jobs.submit(task_name=task_name, queue=queue, kind=kind or task_name.split(".", 1)[1], params=params,
                            submitted_by=self.principal.name, dispatcher=self.state.dispatcher,
                            timeout_s=timeout_s, db_url=self.state.db_url, dispatch_log=self.state.dispatch_log,
-                           committer=self.state.committer)
+                           committer=self.state.committer, idempotency=self.claim)
 
 
-async def job_submitter(request: Request, principal: Operator) -> JobSubmitter:
-    return JobSubmitter(request, principal)
+async def job_submitter(
+    request: Request, principal: Operator,
+    key: Annotated[str | None, Header(
+        alias=idempotency.HEADER, pattern=idempotency.KEY_PATTERN,
+        description="Optional, 1-255 printable ASCII characters. The same key from the same token within "
+                    "IDEMPOTENCY_TTL_HOURS returns the job it first created (202, `Idempotent-Replayed: true`) "
+                    "instead of starting another; the same key with a different request is refused (422).")] = None,
+) -> JobSubmitter:
+    if key is None:
+        return JobSubmitter(request, principal)
+    state = request.app.state
+    claim = idempotency.KeyClaim(principal.token_id, key,
+                              idempotency.fingerprint(request.method, request.url.path, await request.body()),
+                              state.settings.idempotency_ttl_hours)
+    # Checked before the route does any work, so a replay answers even if what it checked has changed since.
+    job = await run_in_threadpool(idempotency.existing, claim, state.db_url)  # KeyReused for another request
+    if job is not None:
+        raise idempotency.Replay(job)
+    return JobSubmitter(request, principal, claim)
 
 
 SubmitJob = Annotated[JobSubmitter, Depends(job_submitter)]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core import auth
+from core import auth, idempotency
 from core.jobs import JobError
 
 log = logging.getLogger("pm.api")
@@ -59,6 +59,19 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.exception_handler(idempotency.Replay)
+    async def _replay(_: Request, exc: idempotency.Replay) -> JSONResponse:
+        from server.schemas import JobOut
+
+        return JSONResponse(JobOut.of(exc.job).model_dump(mode="json"), status_code=202,
+                            headers={"Idempotent-Replayed": "true"})
+
+    @app.exception_handler(idempotency.KeyReused)
+    async def _key_reused(_: Request, exc: idempotency.KeyReused) -> JSONResponse:
+        return error_response(422, "idempotency_key_reused",
+                              f"{exc}; send a new {idempotency.HEADER} for a new request",
+                              {"field": f"header.{idempotency.HEADER}", "job_id": exc.job_id})
 
     @app.exception_handler(JobError)
     async def _job_error(_: Request, exc: JobError) -> JSONResponse:
