@@ -17,6 +17,7 @@ so none of the figures can be inflated by memorisation:
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -152,14 +153,15 @@ def histograms(real: pd.DataFrame, synth: pd.DataFrame, columns: list[str]) -> d
 
 
 def evaluate(generator: Any, real_train: pd.DataFrame, holdout: pd.DataFrame, schema: DatasetSchema, *,
-             seed: int = 0) -> dict[str, Any]:
-    """The report for a trained generator (see the module docstring)."""
+             seed: int = 0, should_stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """The report for a trained generator (see the module docstring); `should_stop` is asked before
+    every generated batch of its synthetic sample (GanStopped)."""
     from GAN.tvae import synthetic_schema
 
     columns = generator.columns
     schema = synthetic_schema(schema, columns)
     real_train, holdout = real_train[columns], holdout[columns]
-    synth = generator.sample(len(real_train), seed=seed)
+    synth = generator.sample(len(real_train), seed=seed, should_stop=should_stop)
     metadata = generator.synthesizer.get_metadata().to_dict()
     return {
         "quality": _sdmetrics(real_train.reset_index(drop=True), synth[columns], metadata),

@@ -1,11 +1,14 @@
 """TVAE generators of synthetic sensor data that keep the rare failures (domain code: no Celery, no web).
 
 `train_tvae(df, schema, ...)` fits SDV's `TVAESynthesizer` (SDV 2.0 API: data as `{"table": df}`)
-and reports every epoch's mean loss as ctgan's training loop records it, so progress is real and
-a stop request ends training within one epoch. `TvaeGenerator.sample(rows, failure_rate=...)`
-keeps the real failure rate by default (or any rate asked for) by rejection: rows are generated in
-batches and kept until each class has its quota, within a budget; a generator that produces too
-few failures for the budget is reported as such, never padded with copies.
+and reports every epoch's mean loss as ctgan's training loop records it, so progress is real; a
+stop request is checked before every gradient step, so it ends training within one batch.
+`TvaeGenerator.sample(rows, failure_rate=...)` keeps the real failure rate by default (or any rate
+asked for) by rejection: rows are generated in batches (a stop request is checked before each) and
+kept until each class has its quota, within a budget of generated rows; a generator that produces
+too few failures for the budget is reported as such, never padded with copies.
+
+What a request may cost is checked first by GAN/limits.py (at submit time and again in the job).
 
 What TVAE learns: the joint distribution of single rows. It knows nothing of sequences, so the
 schema's `unit` and `time` columns are left out (a synthetic row is not part of any unit's
@@ -27,6 +30,7 @@ from ctgan.synthesizers.tvae import TVAE
 from sdv.single_table import TVAESynthesizer
 from sdv.single_table.ctgan import _validate_no_category_dtype, detect_discrete_columns
 
+from GAN.limits import TvaeLimits, check_tvae_config
 from ml.expressions import Expression
 from ml.schema import DatasetSchema
 
@@ -34,11 +38,12 @@ TABLE = "table"
 NORMAL, NO_MODE = "normal", "no mode"
 RARE_FAILURES, RARE_NORMAL = "other failures", "other normal"
 MIN_SUPPORT = 5  # label combinations with fewer real rows are pooled (see TvaeGenerator.pooled)
+BUDGET_FACTOR = 200  # sampling generates at most this many rows per row asked for (TvaeGenerator.sample)
 Progress = Callable[[float, str, dict[str, Any]], None]
 
 
 class GanStopped(Exception):
-    """A stop request ended training (checked after every epoch)."""
+    """A stop request ended training or sampling (checked before every batch)."""
 
 
 class SamplingBudgetExceeded(ValueError):
@@ -48,8 +53,9 @@ class SamplingBudgetExceeded(ValueError):
 class ReportingTVAE(TVAE):
     """ctgan's TVAE with two changes to its training loop (the model, loss and sampling are ctgan's):
 
-    * each epoch's mean loss goes to `on_epoch` as soon as the epoch ends (real progress; the hook
-      may raise to stop training within one epoch);
+    * each epoch's mean loss goes to `on_epoch` as soon as the epoch ends (real progress), and
+      `should_stop` is asked before every gradient step (GanStopped: a stop ends training within
+      one batch, however large the model or the epoch);
     * with `failure_rows` set, each epoch is drawn by `FailureEmphasisSampler`: the same number of
       rows as plain TVAE (so the same number of gradient steps and the same time), with the failure
       rows repeated `failure_copies` times and a fresh random subset of the normal rows filling the
@@ -57,6 +63,7 @@ class ReportingTVAE(TVAE):
     """
 
     on_epoch: Callable[[int, float], None] | None = None
+    should_stop: Callable[[], bool] | None = None
     failure_rows: np.ndarray | None = None
     failure_copies: int = 1
     sampler_seed: int = 0
@@ -86,6 +93,8 @@ class ReportingTVAE(TVAE):
         for epoch in range(self.epochs):
             losses = []
             for (real,) in loader:
+                if self.should_stop is not None and self.should_stop():
+                    raise GanStopped()
                 optimizer.zero_grad()
                 real = real.to(self._device)
                 mu, std, logvar = encoder(real)
@@ -130,6 +139,7 @@ class ReportingTVAESynthesizer(TVAESynthesizer):
     `failure_mask` (a boolean Series on the training frame's index) switches on failure emphasis."""
 
     on_epoch: Callable[[int, float], None] | None = None
+    should_stop: Callable[[], bool] | None = None
     failure_mask: pd.Series | None = None
     failure_copies: int = 1
     sampler_seed: int = 0
@@ -140,7 +150,7 @@ class ReportingTVAESynthesizer(TVAESynthesizer):
         discrete = detect_discrete_columns(self.metadata, processed_data, transformers)
         self._model = ReportingTVAE(**self._model_kwargs)
         model = self._model
-        model.on_epoch = self.on_epoch
+        model.on_epoch, model.should_stop = self.on_epoch, self.should_stop
         if self.failure_mask is not None:
             mask = self.failure_mask.reindex(processed_data.index)
             if mask.isna().any():
@@ -150,7 +160,7 @@ class ReportingTVAESynthesizer(TVAESynthesizer):
         try:
             model.fit(processed_data, discrete_columns=discrete)
         finally:  # none of this is pickled with the model
-            model.on_epoch, model.failure_rows = None, None
+            model.on_epoch, model.should_stop, model.failure_rows = None, None, None
 
 
 def modelled_columns(df: pd.DataFrame, schema: DatasetSchema) -> list[str]:
@@ -305,8 +315,9 @@ class TvaeGenerator:
         return key == RARE_FAILURES or (key != RARE_NORMAL and self._decode(key)[0])
 
     def sample(self, rows: int, *, failure_rate: float | None = None, mode_counts: dict[str, int] | None = None,
-               seed: int = 0, budget_factor: int = 200, exact_factor: int = 20, batch_rows: int = 10_000,
-               report: dict[str, Any] | None = None) -> pd.DataFrame:
+               seed: int = 0, budget_factor: int = BUDGET_FACTOR, exact_factor: int = 20, batch_rows: int = 10_000,
+               report: dict[str, Any] | None = None, should_stop: Callable[[], bool] | None = None,
+               progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
         """`rows` synthetic rows. With a target column, failures make up exactly `failure_rate` of
         them (default: the real rate), split over label combinations as the real rows are (or with
         `mode_counts` rows per named mode), kept by rejection sampling.
@@ -318,15 +329,26 @@ class TvaeGenerator:
         combinations of the same failure status, never by a combination the real data lacks, and
         `report["substituted"]` says which and how many. Totals of failures and of rows named in
         `mode_counts` are never relaxed: if they are not met within `budget_factor` × rows,
-        `SamplingBudgetExceeded` says which are short."""
+        `SamplingBudgetExceeded` says which are short. So no request generates more than
+        max(`budget_factor` × rows, 2 × `batch_rows`) rows, in batches of `batch_rows`; before each
+        batch `should_stop` is asked (GanStopped) and `progress(generated, kept)` told."""
         if rows <= 0:
             raise ValueError("rows must be positive")
+        stop = should_stop or (lambda: False)
+        say = progress or (lambda drawn, kept: None)
         _seed_everything(seed)
         self.synthesizer.reset_sampling()
         info = report if report is not None else {}
         if self.target is None:
+            parts, made = [], 0
+            while made < rows:
+                if stop():
+                    raise GanStopped()
+                say(made, made)
+                parts.append(self._generate(min(batch_rows, rows - made)))
+                made += len(parts[-1])
             info.update(generated_rows=rows, substituted={})
-            return self._generate(rows).reset_index(drop=True)
+            return pd.concat(parts, ignore_index=True)
         want = self.quotas(rows, failure_rate, mode_counts)
         fixed = set(mode_counts or {})
         strict = {k for k in want if k in self.failure_strata and self._decode(k)[1] & fixed}
@@ -352,6 +374,9 @@ class TvaeGenerator:
                 raise SamplingBudgetExceeded(
                     f"after {drawn:,} generated rows some strata are short ({short}): the generator rarely produces "
                     f"those {kinds} rows; train with more epochs or ask for counts nearer the generator's own")
+            if stop():
+                raise GanStopped()
+            say(drawn, sum(have.values()))
             batch = self._generate(batch_rows)
             drawn += len(batch)
             raw = self.strata(batch)
@@ -410,10 +435,16 @@ def failure_copies(failed: pd.Series, share: float) -> int:
 def train_tvae(df: pd.DataFrame, schema: DatasetSchema, *, epochs: int = 300, batch_size: int = 500,
                embedding_dim: int = 128, compress_dims: tuple[int, ...] = (128, 128),
                decompress_dims: tuple[int, ...] = (128, 128), seed: int = 0, enable_gpu: str | bool = "auto",
-               failure_share: float = 0.25,
+               failure_share: float = 0.25, limits: TvaeLimits | None = None,
                progress: Progress | None = None, should_stop: Callable[[], bool] | None = None) -> TvaeGenerator:
+    """A trained generator. With `limits`, the configuration is checked first (`check_tvae_config`);
+    `should_stop` is asked before every gradient step and after every epoch (GanStopped)."""
     import torch
     from sdv.metadata import Metadata
+
+    if limits is not None:
+        check_tvae_config(epochs=epochs, batch_size=batch_size, embedding_dim=embedding_dim,
+                          compress_dims=compress_dims, decompress_dims=decompress_dims, limits=limits)
 
     columns = modelled_columns(df, schema)
     data = df[columns].reset_index(drop=True)
@@ -441,7 +472,7 @@ def train_tvae(df: pd.DataFrame, schema: DatasetSchema, *, epochs: int = 300, ba
         if stop():
             raise GanStopped()
 
-    synth.on_epoch = on_epoch
+    synth.on_epoch, synth.should_stop = on_epoch, stop
     if copies > 1:
         synth.failure_mask, synth.failure_copies, synth.sampler_seed = failed, copies, seed
     _seed_everything(seed)
@@ -449,7 +480,7 @@ def train_tvae(df: pd.DataFrame, schema: DatasetSchema, *, epochs: int = 300, ba
     try:
         synth.fit({TABLE: data})
     finally:
-        synth.on_epoch, synth.failure_mask = None, None
+        synth.on_epoch, synth.should_stop, synth.failure_mask = None, None, None
     seconds = time.perf_counter() - started
     if gpu:  # a model trained on a GPU must load and sample on a CPU-only machine
         synth._model.decoder.to("cpu")

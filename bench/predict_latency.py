@@ -22,7 +22,7 @@ What it measures, in one run against a private environment it starts and tears d
    The rate is then the throughput of the API under K concurrent clients.
 3. In-process breakdown, in this process, with the same model object (loaded from the
    environment's artifact store after checking its sha256 against the registry): building the
-   request frame (the route's own `_frame_for`), `predict_with_modes` on one row (the bare model,
+   request frame (the route's own `frame_for`), `predict_with_modes` on one row (the bare model,
    a floor for any online scoring), and `core.predictions.store` of one row into the
    environment's database. What the HTTP p50 has on top of their sum is the web stack, auth and
    the registry lookup. The breakdown runs while the API is idle, so it is not under the load of phase 1.
@@ -290,16 +290,16 @@ def timed(fn: Callable[[int], Any], n: int) -> dict[str, float]:
 def breakdown(env: Env, api: PlatformApi, model_id: str, rows: list[dict[str, Any]], n: int) -> dict[str, Any]:
     """The pieces of a predict request, timed in this process with the same model object."""
     from core import predictions
-    from server.routes.models import _frame_for
+    from server.routes.models import frame_for
 
     t0 = time.perf_counter()
     model = api.load_model(model_id)  # sha256 checked against the registry first
     load_s = time.perf_counter() - t0
     version = api.model(model_id)["version"]
-    frames = [_frame_for(model, [rows[i % len(rows)]])[0] for i in range(min(n, len(rows)))]
+    frames = [frame_for(model, [rows[i % len(rows)]])[0] for i in range(min(n, len(rows)))]
 
     def frame(i: int) -> None:
-        _frame_for(model, [rows[i % len(rows)]])
+        frame_for(model, [rows[i % len(rows)]])
 
     def predict(i: int) -> None:
         model.predict_with_modes(frames[i % len(frames)])
@@ -408,7 +408,7 @@ def run(args: argparse.Namespace) -> int:
                 "the same model object)")
             parts = breakdown(env, api, model_id, rows, args.breakdown_calls)
             total = sum(parts[k]["p50_ms"] for k in ("frame", "predict_with_modes", "store"))
-            for k, label in (("frame", "request frame (_frame_for, 1 row)"),
+            for k, label in (("frame", "request frame (frame_for, 1 row)"),
                              ("predict_with_modes", f"bare model predict_with_modes (1 row, 1 + "
                                                     f"{parts['mode_estimators']} estimators)"),
                              ("store", f"predictions.store (1 row, {env.db_backend})")):

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
                                          "(left by killed jobs or uploads) are removed by the maintenance loop")
     idempotency_ttl_hours: float = Field(default=24.0, gt=0, description="How long an Idempotency-Key returns the "
                                          "job it first created (per token)")
+    tvae_max_memory_mb: int = Field(default=2_048, ge=16, description="Largest estimated training memory of the "
+                                    "TVAE layers a request sets (weights, gradients, Adam state and batch "
+                                    "activations: the width x width and batch x width products)")
 
     # Explanations (llm queue). The key is read by the llm worker only; it never enters job params,
     # logs, errors or responses.

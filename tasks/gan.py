@@ -8,6 +8,7 @@ from celery_app import app
 from core import datasets, registry
 from core.artifacts import ArtifactStore
 from core.db import session_scope
+from core.settings import get_settings
 from tasks.base import JobCancelled, JobContext, LoggingTask
 from tasks.system import ping_job
 
@@ -28,11 +29,15 @@ def _epoch_progress(ctx: JobContext, fraction: float, message: str, metrics: dic
 def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
     from sklearn.model_selection import train_test_split
 
+    from GAN.limits import TvaeLimits, check_tvae_config
     from GAN.report import evaluate
     from GAN.tvae import GanStopped, train_tvae
     from ml.schema import DatasetSchema
 
     p, store = ctx.params, ArtifactStore()
+    limits = TvaeLimits.from_settings(get_settings())
+    check_tvae_config(epochs=p["epochs"], batch_size=p["batch_size"], embedding_dim=p["embedding_dim"],
+                      compress_dims=p["compress_dims"], decompress_dims=p["decompress_dims"], limits=limits)
     with session_scope(write=False) as session:
         ds = datasets.get(session, p["dataset_id"])
     ctx.progress(0.01, f"loading dataset {ds.name}")
@@ -45,13 +50,17 @@ def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
     try:
         gen = train_tvae(train, schema, epochs=epochs, batch_size=p["batch_size"], embedding_dim=p["embedding_dim"],
                          compress_dims=tuple(p["compress_dims"]), decompress_dims=tuple(p["decompress_dims"]),
-                         seed=p["seed"], enable_gpu=p["enable_gpu"], should_stop=ctx.should_stop,
+                         seed=p["seed"], enable_gpu=p["enable_gpu"], should_stop=ctx.should_stop, limits=limits,
                          progress=lambda f, m, x: _epoch_progress(ctx, f, m, x, epochs))
     except GanStopped:
         ctx.check()
         raise JobCancelled("stopped") from None
     ctx.progress(0.82, "evaluating: quality, failure rates, train-on-synthetic-test-on-real, privacy")
-    report = evaluate(gen, train, holdout, schema, seed=p["seed"])
+    try:
+        report = evaluate(gen, train, holdout, schema, seed=p["seed"], should_stop=ctx.should_stop)
+    except GanStopped:
+        ctx.check()
+        raise JobCancelled("stopped") from None
     metrics = {**report, "loss_curve": gen.loss_curve, "training_seconds": round(gen.training_seconds, 2),
                "device": gen.device}
     ctx.progress(0.98, "saving to the model registry")
@@ -68,17 +77,28 @@ def train_tvae_job(ctx: JobContext) -> dict[str, Any]:
 def sample_job(ctx: JobContext) -> dict[str, Any]:
     import numpy as np
 
-    from GAN.tvae import synthetic_schema
+    from GAN.limits import TvaeLimits, check_sample_rows
+    from GAN.tvae import GanStopped, synthetic_schema
     from ml.schema import DatasetSchema
 
     p, store = ctx.params, ArtifactStore()
+    check_sample_rows(p["rows"], TvaeLimits.from_settings(get_settings()))
     with session_scope(write=False) as session:
         row = registry.resolve(session, p["model_id"])
     gen = registry.ModelCache(store, max_items=1).load(row)  # sha256 verified before unpickling
     ctx.progress(0.05, f"generating {p['rows']:,} rows")
     sampling: dict[str, Any] = {}
-    frame = gen.sample(p["rows"], failure_rate=p.get("failure_rate"), mode_counts=p.get("mode_counts"),
-                       seed=p["seed"], report=sampling)
+    rows = p["rows"]
+
+    def generated(drawn: int, kept: int) -> None:
+        ctx.progress(0.05 + 0.5 * kept / rows, f"generated {drawn:,} rows, kept {kept:,} of {rows:,}")
+
+    try:  # stops (cancel, deadline) are checked before every generated batch
+        frame = gen.sample(rows, failure_rate=p.get("failure_rate"), mode_counts=p.get("mode_counts"),
+                           seed=p["seed"], report=sampling, should_stop=ctx.should_stop, progress=generated)
+    except GanStopped:
+        ctx.check()
+        raise JobCancelled("stopped") from None
     if sampling.get("substituted"):
         ctx.log(f"label combinations the generator did not produce within the exact budget, filled with other "
                 f"combinations of the same failure status: {sampling['substituted']}", level="warning")

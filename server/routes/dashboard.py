@@ -85,8 +85,6 @@ def mount(app: Any) -> None:
 
 @api_router.get("/platform", summary="Deployment facts the dashboard shows: Flower, LLM provider, limits")
 def platform_info(request: Request, _: Viewer) -> dict[str, Any]:
-    from server.routes.models import MAX_PREDICT_ROWS
-
     s = request.app.state.settings
     return {
         "version": request.app.version,
@@ -95,6 +93,6 @@ def platform_info(request: Request, _: Viewer) -> dict[str, Any]:
         "llm": {"default_provider": s.default_llm_provider, "openai_configured": bool(s.openai_base_url),
                 "model": s.llm_model if s.openai_base_url else None},
         "limits": {"dataset_max_bytes": s.dataset_max_bytes, "max_request_bytes": s.max_request_bytes,
-                   "max_predict_rows": MAX_PREDICT_ROWS},
+                   "max_predict_rows": s.max_predict_rows},
         "database": "postgresql" if s.db_url.startswith("postgres") else "sqlite",
     }

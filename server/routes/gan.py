@@ -9,23 +9,29 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core import datasets, registry
+from core.settings import get_settings
+from GAN.limits import TvaeConfigError, TvaeLimits, check_sample_rows, check_tvae_config
 from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
 from server.schemas import JobOut
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1", tags=["gan"], route_class=CheckedRoute)
-MAX_SAMPLE_ROWS = 5_000_000
 
 
 class TvaeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     dataset_id: str
-    epochs: int = Field(default=300, ge=1, le=10_000)
-    batch_size: int = Field(default=500, ge=10, le=100_000, description="rows per step (SDV rounds to an even number)")
-    embedding_dim: int = Field(default=128, ge=2, le=1024)
-    compress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6)
-    decompress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6)
+    # Upper bounds are settings (TVAE_MAX_EPOCHS, TVAE_MAX_BATCH, TVAE_MAX_LAYER, TVAE_MAX_MEMORY_MB), checked
+    # by GAN.tvae.check_tvae_config at submit time and again by the job.
+    epochs: int = Field(default=300, ge=1, description="at most TVAE_MAX_EPOCHS")
+    batch_size: int = Field(default=500, ge=10, description="rows per step (SDV rounds to an even number); at most "
+                            "TVAE_MAX_BATCH")
+    embedding_dim: int = Field(default=128, ge=2, description="at most TVAE_MAX_LAYER")
+    compress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6,
+                                     description="layer widths, each 2..TVAE_MAX_LAYER")
+    decompress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6,
+                                       description="layer widths, each 2..TVAE_MAX_LAYER")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     enable_gpu: Literal["auto", True, False] = "auto"
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
@@ -33,7 +39,7 @@ class TvaeRequest(BaseModel):
 
 class SampleRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rows: int = Field(gt=0, le=MAX_SAMPLE_ROWS)
+    rows: int = Field(gt=0, description="at most GAN_MAX_SAMPLE_ROWS")
     failure_rate: float | None = Field(default=None, ge=0, le=1, description="default: the real rate")
     mode_counts: dict[str, int] | None = Field(default=None, description="exact failure rows per mode")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -52,8 +58,18 @@ class SampleRequest(BaseModel):
         return self
 
 
+def _limits_error(exc: TvaeConfigError) -> ApiError:
+    return ApiError(422, "limit_exceeded" if exc.is_limit else "invalid_request", exc.message, exc.details)
+
+
 @router.post("/gan/models", status_code=202, response_model=JobOut, summary="Train a TVAE generator")
 def train(body: TvaeRequest, session: DbSession, submit: SubmitJob) -> JobOut:
+    try:
+        check_tvae_config(epochs=body.epochs, batch_size=body.batch_size, embedding_dim=body.embedding_dim,
+                          compress_dims=body.compress_dims, decompress_dims=body.decompress_dims,
+                          limits=TvaeLimits.from_settings(get_settings()))
+    except TvaeConfigError as exc:
+        raise _limits_error(exc) from None
     ds = datasets.get(session, body.dataset_id)
     if ds.rows < 50:
         raise ApiError(422, "invalid_dataset", f"dataset {ds.id} has {ds.rows} rows; a generator needs at least 50",
@@ -75,6 +91,10 @@ def _generator(session: DbSession, ref: str) -> Any:
 @router.post("/gan/models/{ref}/samples", status_code=202, response_model=JobOut,
              summary="Sample synthetic rows into new dataset(s)")
 def sample(ref: str, body: SampleRequest, session: DbSession, submit: SubmitJob) -> JobOut:
+    try:
+        check_sample_rows(body.rows, TvaeLimits.from_settings(get_settings()))
+    except TvaeConfigError as exc:
+        raise _limits_error(exc) from None
     m = _generator(session, ref)
     modes = set(m.metrics.get("failure_rate", {}).get("real", {}).get("modes", {}))
     unknown = sorted(set(body.mode_counts or {}) - modes)

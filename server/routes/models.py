@@ -11,12 +11,15 @@ import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 from sqlalchemy import func, select
 
 from core import datasets, predictions, registry
 from core.models import Dataset, Model
+from core.settings import get_settings
 from ml.batch import numeric_columns, required_columns
-from ml.rul import RUL_ALGORITHMS, RulModel, time_values
+from ml.online import RowsInputError, check_row_count, rows_frame
+from ml.rul import RUL_ALGORITHMS, RulModel
 from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
 from server.errors import ApiError
@@ -25,7 +28,6 @@ from server.schemas import JobOut
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=CheckedRoute)
-MAX_PREDICT_ROWS = 10_000
 
 
 class TrainRequest(BaseModel):
@@ -94,7 +96,19 @@ class AliasRequest(BaseModel):
 
 class PredictRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_PREDICT_ROWS)
+    rows: list[dict[str, Any]] = Field(min_length=1, description="readings, one JSON object of scalars each; at "
+                                       "most MAX_PREDICT_ROWS rows and MAX_PREDICT_KEYS distinct keys")
+
+    @field_validator("rows", mode="before")
+    @classmethod
+    def _row_count(cls, v: Any) -> Any:
+        # Before pydantic copies every row: an oversized list is refused without walking it.
+        if isinstance(v, list):
+            try:
+                check_row_count(len(v), get_settings().max_predict_rows)
+            except RowsInputError as exc:
+                raise PydanticCustomError("limit_exceeded", exc.message, exc.details) from None
+        return v
 
 
 def _registry_name(given: str | None, dataset_name: str, suffix: str) -> str:
@@ -170,34 +184,14 @@ def set_alias(ref: str, body: AliasRequest, request: Request, session: DbSession
 
 
 def frame_for(model: FailureModel | RulModel, rows: list[dict[str, Any]]) -> tuple[pd.DataFrame, list[str]]:
-    needed = required_columns(model)
-    df = pd.DataFrame.from_records(rows)
-    missing = [c for c in needed if c not in df.columns or df[c].isna().all()]
-    if missing:
-        raise ApiError(422, "missing_features", f"rows lack feature(s): {', '.join(missing)}",
-                       {"field": "body.rows", "missing": missing, "required": needed})
-    for c in numeric_columns(model):
-        if pd.api.types.is_numeric_dtype(df[c]) and not pd.api.types.is_bool_dtype(df[c]):
-            continue  # JSON numbers: nothing to check
-        values = pd.to_numeric(df[c], errors="coerce")
-        bad = df.index[values.isna() & df[c].notna()].tolist()
-        if bad:
-            raise ApiError(422, "invalid_feature", f"feature {c!r} must be a number; row {bad[0]} has "
-                           f"{df[c].iloc[bad[0]]!r}", {"field": f"body.rows[{bad[0]}].{c}", "rows": bad[:20]})
-        df[c] = values
-    if isinstance(model, RulModel):
-        for c in (model.builder.schema.unit, model.builder.schema.time):
-            gaps = df.index[df[c].isna()].tolist()
-            if gaps:
-                raise ApiError(422, "missing_features", f"every row needs {c!r} (RUL is predicted per unit from its "
-                               f"rows in time order); row {gaps[0]} has none", {"field": f"body.rows[{gaps[0]}].{c}"})
-        try:
-            time_values(df[model.builder.schema.time])
-        except ValueError as exc:
-            raise ApiError(422, "invalid_feature", str(exc), {"field": f"body.rows[].{model.builder.schema.time}"}) from None
-    extra = sorted(set(df.columns) - set(needed))
-    warnings = [f"ignored column(s) not used by the model: {', '.join(map(str, extra))}"] if extra else []
-    return df, warnings
+    """The frame `model` scores (its own input columns only) and warnings for keys it ignores;
+    limits (MAX_PREDICT_ROWS, MAX_PREDICT_KEYS) and bad values are a 422 naming them."""
+    s = get_settings()
+    try:
+        built = rows_frame(model, rows, max_rows=s.max_predict_rows, max_keys=s.max_predict_keys)
+    except RowsInputError as exc:
+        raise ApiError(422, exc.code, exc.message, exc.details) from None
+    return built.frame, built.warnings()
 
 
 @router.get("/models/{ref}/inputs", summary="The columns a failure or RUL model reads, with units, normal ranges "
@@ -252,7 +246,7 @@ def _jsonable_unit(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
-@router.post("/models/{ref}/predict", summary="Score readings (up to 10,000 rows); each result is stored with an id")
+@router.post("/models/{ref}/predict", summary="Score readings (up to MAX_PREDICT_ROWS rows); each result is stored with an id")
 def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> Response:
     m = request.app.state.models.row(ref, request.app.state.db_url)
     model = load_model(request, m)
