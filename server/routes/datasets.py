@@ -21,6 +21,7 @@ from ml.schema import DatasetSchema, SchemaError
 from ml.tabular_io import TableError
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
+from server.schemas import StrictModel
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 samples_router = APIRouter(prefix="/api/v1/dataset-samples", tags=["datasets"])
@@ -59,8 +60,7 @@ class DatasetPage(BaseModel):
     offset: int
 
 
-class SchemaPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SchemaPatch(StrictModel):
     schema_: DatasetSchema = Field(alias="schema")
 
 

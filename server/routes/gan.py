@@ -6,19 +6,18 @@ import re
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from core import datasets, registry
 from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
-from server.schemas import JobOut
+from server.schemas import JobOut, StrictModel
 
 router = APIRouter(prefix="/api/v1", tags=["gan"])
 MAX_SAMPLE_ROWS = 5_000_000
 
 
-class TvaeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TvaeRequest(StrictModel):
     dataset_id: str
     epochs: int = Field(default=300, ge=1, le=10_000)
     batch_size: int = Field(default=500, ge=10, le=100_000, description="rows per step (SDV rounds to an even number)")
@@ -26,12 +25,11 @@ class TvaeRequest(BaseModel):
     compress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6)
     decompress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    enable_gpu: Literal["auto", True, False] = "auto"
+    enable_gpu: Literal["auto"] | bool = "auto"  # not Literal[True, False]: that one accepts 0 and 1
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
 
 
-class SampleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SampleRequest(StrictModel):
     rows: int = Field(gt=0, le=MAX_SAMPLE_ROWS)
     failure_rate: float | None = Field(default=None, ge=0, le=1, description="default: the real rate")
     mode_counts: dict[str, int] | None = Field(default=None, description="exact failure rows per mode")

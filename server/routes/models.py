@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select
 
 from core import datasets, predictions, registry
@@ -20,14 +20,13 @@ from ml.rul import RUL_ALGORITHMS, RulModel, time_values
 from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
 from server.errors import ApiError
-from server.schemas import JobOut
+from server.schemas import JobOut, StrictModel
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 MAX_PREDICT_ROWS = 10_000
 
 
-class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainRequest(StrictModel):
     dataset_id: str
     task: Literal["failure", "rul"] = Field(description="failure: will it fail, and how; rul: remaining useful life "
                                              "from run-to-failure histories (the schema needs `unit` and `time`)")
@@ -85,13 +84,11 @@ class ModelPage(BaseModel):
     offset: int
 
 
-class AliasRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AliasRequest(StrictModel):
     alias: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", examples=["production"])
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PredictRequest(StrictModel):
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_PREDICT_ROWS)
 
 
@@ -278,8 +275,7 @@ def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> 
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")  # plain JSON types only
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BatchRequest(StrictModel):
     dataset_id: str
     chunk_rows: int = Field(default=100_000, ge=1_000, le=1_000_000, description="rows scored per chunk (memory bound)")
     name: str | None = Field(default=None, max_length=200, description="name of the scored dataset")
