@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, field_validator
 
 from ml.expressions import Expression, ExpressionError
 
@@ -41,9 +41,9 @@ class SchemaError(ValueError):
 
 
 class ColumnMeta(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     unit: str | None = Field(default=None, max_length=40)
-    normal_range: tuple[float, float] | None = None
+    normal_range: tuple[StrictFloat, StrictFloat] | None = None  # numbers only (not "1", not true)
     description: str | None = Field(default=None, max_length=500)
 
     @field_validator("normal_range")

@@ -20,6 +20,7 @@ from core.logs import configure_logging
 from core.registry import ModelCache
 from core.settings import Settings, get_settings
 from server.errors import AnswerErrors, AuthenticateFirst, BodySizeLimit, install_error_handlers
+from server.openapi import install as install_openapi
 from server.routes import dashboard, health, tokens
 from server.routes import datasets as datasets_routes
 from server.routes import gan as gan_routes
@@ -147,6 +148,7 @@ def create_app(settings: Settings | None = None, *, maintenance: bool = True) ->
     app.include_router(llm_routes.router)
     app.include_router(gan_routes.router)
     dashboard.mount(app)  # last: the dashboard's files at / and /static
+    install_openapi(app)  # the real error bodies, statuses and media types
     # JSON pages (a page of jobs is ~30 KB) travel gzipped; small answers (a prediction) are not
     # worth the CPU; SSE streams and Parquet are never compressed.
     app.add_middleware(GZipMiddleware, minimum_size=2048, compresslevel=5,

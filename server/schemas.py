@@ -12,8 +12,32 @@ JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 Role = Literal["viewer", "operator", "admin"]
 
 
-class PingRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StrictModel(BaseModel):
+    """Base of every request body: JSON types as sent, unknown fields refused.
+
+    Strict: no bool→int (`"sleep_s": false`), number→str, str→number or NaN/Infinity. An int is
+    still a valid float (`1` for `1.0`), as JSON has one number type. Nested models keep their own
+    config (pydantic does not pass strictness down), so they declare strict fields themselves.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Machine-readable: validation_error, malformed_json, unauthorized, forbidden, "
+                      "not_found, conflict, payload_too_large, database_unavailable, ...")
+    message: str = Field(description="What was wrong and what to do, for a person")
+    details: dict[str, Any] = Field(description="Context: the field, the limit and the setting that sets it, the "
+                                    "value seen; for validation_error an `errors` list of {field, message, type}")
+
+
+class ErrorBody(BaseModel):
+    """The body of every error answer (any status other than 2xx)."""
+
+    error: ErrorInfo
+
+
+class PingRequest(StrictModel):
     queue: QueueName = Field(description="Queue whose worker should run the job")
     sleep_s: float = Field(default=0, ge=0, le=3600, description="Seconds the job runs; it checks for cancel every 0.5 s")
 
@@ -63,8 +87,8 @@ class JobPage(BaseModel):
     offset: int
 
 
-class TokenCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+class TokenCreate(StrictModel):
+    model_config = ConfigDict(str_strip_whitespace=True)
     name: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
     role: Role
 

@@ -21,6 +21,7 @@ from ml.tabular_io import TableError
 from server.deps import DbSession, Operator, Viewer
 from server.errors import ApiError
 from server.paging import PageOffset
+from server.schemas import StrictModel
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"], route_class=CheckedRoute)
@@ -60,8 +61,7 @@ class DatasetPage(BaseModel):
     offset: int
 
 
-class SchemaPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SchemaPatch(StrictModel):
     schema_: DatasetSchema = Field(alias="schema")
 
 

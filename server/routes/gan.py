@@ -6,21 +6,20 @@ import re
 from typing import Any, Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from core import datasets, registry
 from core.settings import get_settings
 from GAN.limits import TvaeConfigError, TvaeLimits, check_sample_rows, check_tvae_config
 from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
-from server.schemas import JobOut
+from server.schemas import JobOut, StrictModel
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1", tags=["gan"], route_class=CheckedRoute)
 
 
-class TvaeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TvaeRequest(StrictModel):
     dataset_id: str
     # Upper bounds are settings (TVAE_MAX_EPOCHS, TVAE_MAX_BATCH, TVAE_MAX_LAYER, TVAE_MAX_MEMORY_MB), checked
     # by GAN.tvae.check_tvae_config at submit time and again by the job.
@@ -33,12 +32,11 @@ class TvaeRequest(BaseModel):
     decompress_dims: list[int] = Field(default=[128, 128], min_length=1, max_length=6,
                                        description="layer widths, each 2..TVAE_MAX_LAYER")
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    enable_gpu: Literal["auto", True, False] = "auto"
+    enable_gpu: Literal["auto"] | bool = "auto"  # not Literal[True, False]: that one accepts 0 and 1
     name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,100}$")
 
 
-class SampleRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SampleRequest(StrictModel):
     rows: int = Field(gt=0, description="at most GAN_MAX_SAMPLE_ROWS")
     failure_rate: float | None = Field(default=None, ge=0, le=1, description="default: the real rate")
     mode_counts: dict[str, int] | None = Field(default=None, description="exact failure rows per mode")

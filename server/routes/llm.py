@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy import func, select
 
 from core import predictions, registry
@@ -17,14 +17,13 @@ from server.deps import DbSession, SubmitJob, Viewer
 from server.errors import ApiError
 from server.paging import PageOffset
 from server.routes.models import failure_outputs, frame_for, load_model
-from server.schemas import JobOut
+from server.schemas import JobOut, StrictModel
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1/llm", tags=["llm"], route_class=CheckedRoute)
 
 
-class ExplainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExplainRequest(StrictModel):
     prediction_id: str | None = Field(default=None, description="a stored prediction (from /models/{ref}/predict)")
     model_id: str | None = Field(default=None, description="with `row`: a failure model id, or name / name@alias")
     row: dict[str, Any] | None = Field(default=None, description="with `model_id`: one reading, scored and stored first")

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_core import PydanticCustomError
 from sqlalchemy import func, select
 
@@ -24,14 +24,13 @@ from ml.training import ALGORITHMS, FailureModel
 from server.deps import DbSession, Operator, SubmitJob, Viewer
 from server.errors import ApiError
 from server.paging import PageOffset
-from server.schemas import JobOut
+from server.schemas import JobOut, StrictModel
 from server.strings import CheckedRoute
 
 router = APIRouter(prefix="/api/v1", tags=["models"], route_class=CheckedRoute)
 
 
-class TrainRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainRequest(StrictModel):
     dataset_id: str
     task: Literal["failure", "rul"] = Field(description="failure: will it fail, and how; rul: remaining useful life "
                                              "from run-to-failure histories (the schema needs `unit` and `time`)")
@@ -89,13 +88,11 @@ class ModelPage(BaseModel):
     offset: int
 
 
-class AliasRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class AliasRequest(StrictModel):
     alias: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$", examples=["production"])
 
 
-class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PredictRequest(StrictModel):
     rows: list[dict[str, Any]] = Field(min_length=1, description="readings, one JSON object of scalars each; at "
                                        "most MAX_PREDICT_ROWS rows and MAX_PREDICT_KEYS distinct keys")
 
@@ -273,8 +270,7 @@ def predict(ref: str, body: PredictRequest, request: Request, who: Operator) -> 
     return Response(json.dumps(payload, allow_nan=False), media_type="application/json")  # plain JSON types only
 
 
-class BatchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BatchRequest(StrictModel):
     dataset_id: str
     chunk_rows: int = Field(default=100_000, ge=1_000, le=1_000_000, description="rows scored per chunk (memory bound)")
     name: str | None = Field(default=None, max_length=200, description="name of the scored dataset")
