@@ -201,6 +201,8 @@ class Runner:
         samples = sampler.stop()
         out.peak_mb = round(max(samples) / MB, 1)
         out.delta_mb = round(out.peak_mb - out.rest_mb, 1)
+        if out.status == 500:
+            out.note = f"{self.last_unhandled()} {out.note}".strip()
         if not self.api_child().alive():
             out.note = f"API died (exit {self.api_child().proc.returncode}); restarted. {out.note}".strip()
             say(f"  {case}: API DIED -- restarting it")
@@ -209,6 +211,15 @@ class Runner:
             f"resting, {out.peak_mb:.0f} MB peak ({out.delta_mb:+.0f} MB){'; ' + out.note if out.note else ''}")
         self.results.append(out)
         return out
+
+    def last_unhandled(self) -> str:
+        """The last line of the API log's latest "unhandled error" traceback (why a 500 was a 500)."""
+        for line in reversed(self.api_child().log_tail(200_000).splitlines()):
+            with contextlib.suppress(ValueError, AttributeError):
+                rec = json.loads(line)
+                if rec.get("msg") == "unhandled error":
+                    return str(rec.get("exc", "")).strip().splitlines()[-1][:110]
+        return ""
 
     # -------------------------------------------------------------------------- the requests
     def http(self, method: str, url: str, **kw: Any) -> tuple[int, str | None, str]:
