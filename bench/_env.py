@@ -245,12 +245,13 @@ def health(base_url: str, token: str = "") -> dict[str, Any] | None:
 
 def start_environment(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack, *,
                       queues: str = "ml,system", pool: str = "prefork",
-                      extra_env: dict[str, str] | None = None) -> Env:
+                      extra_env: dict[str, str] | None = None, api_max_as_bytes: int | None = None) -> Env:
     """Everything a benchmark runs against; each piece registers its own cleanup on `stack`.
 
     Reads args.db, args.pg_admin_url and args.redis_url (see `add_env_arguments`). One worker
     (`--queue <queues> --pool <pool> --concurrency 1`) is started; `extra_env` goes to the CLI,
-    the API and the worker (e.g. DATASET_MAX_BYTES).
+    the API and the worker (e.g. DATASET_MAX_BYTES). `api_max_as_bytes` runs the API under
+    `prlimit --as=<bytes>` (same pid), so a runaway request kills the API, not the machine.
     """
     (tmp / "data").mkdir()
     if args.redis_url:
@@ -278,7 +279,8 @@ def start_environment(args: argparse.Namespace, tmp: Path, stack: contextlib.Exi
     port = free_port()
     env.base_url = f"http://127.0.0.1:{port}"
     python = [sys.executable, "-m", "server"]
-    api = Child("api", [*python, "api", "--port", str(port)], env.child_env(), tmp)
+    cap = ["prlimit", f"--as={api_max_as_bytes}", "--"] if api_max_as_bytes else []
+    api = Child("api", [*cap, *python, "api", "--port", str(port)], env.child_env(), tmp)
     worker = Child("worker", [*python, "worker", "--queue", queues, "--pool", pool, "--concurrency", "1",
                               "--name", WORKER_NAME], env.child_env(), tmp)
     env.children = [api, worker]
