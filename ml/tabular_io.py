@@ -486,12 +486,20 @@ def _pandas_encoding(encoding: str) -> str:
 def _sniff_delimiter(lines: list[str], limits: TableLimits, complete: bool = True) -> str:
     """The delimiter that splits the header into most fields and rows consistently with it."""
     best, best_score = None, (0, 0)
+    too_long: list[tuple[int, TableError]] = []
     for d in DELIMITERS:
         if lines[0].count(d) + 1 > limits.max_columns:
             # splitting would build the oversized header we refuse; quotes may hide some delimiters,
             # so the exact count is made by _check_header_bound
             _check_header_bound(lines[0], d, limits, complete=complete)
-        rows = _parse_rows(lines, d, limits, first_line=1)
+        try:
+            rows = _parse_rows(lines, d, limits, first_line=1)
+        except TableError as exc:
+            if exc.code != "field_too_long":
+                raise
+            # A wide line read with the wrong delimiter is one long field: try the others first.
+            too_long.append((lines[0].count(d), exc))
+            continue
         width = len(rows[0]) if rows else 0
         if width < 2:
             continue
@@ -500,6 +508,8 @@ def _sniff_delimiter(lines: list[str], limits: TableLimits, complete: bool = Tru
         if score > best_score:
             best, best_score = d, score
     if best is None:
+        if too_long:  # no delimiter reads it within the limit: the field is too long under the likeliest one
+            raise max(too_long, key=lambda t: t[0])[1]
         if len(lines) and len(_parse_rows(lines[:1], ",", limits, 1)[0]) == 1:
             return ","  # a single-column file
         raise TableError("no_delimiter", "could not tell how columns are separated (tried comma, semicolon, tab, pipe)")

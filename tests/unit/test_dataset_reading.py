@@ -211,3 +211,14 @@ def test_formula_cells_are_escaped_numbers_are_not() -> None:
     out = escape_formulas(df)
     assert out["n"].tolist() == [-1.5, 2.0, 3.0] and out["t"].tolist() == ["'=1+1", "-1.5", "'@x"]
     assert out["u"].tolist() == ["ok", "+3", "'-2+3"] and df["t"].iloc[0] == "=1+1"  # the input is not changed
+
+
+def test_a_wide_csv_within_the_limits_is_read(tmp_path: Path) -> None:
+    """1,999 columns make a 17,000-character line: longer than MAX_FIELD_CHARS as one field, which
+    is how the line reads with a wrong candidate delimiter; the sniffer must not refuse it for that."""
+    from ml.tabular_io import TableLimits
+
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"col_{i}" for i in range(1999)) + "\n" + ",".join(["1"] * 1999) + "\n")
+    df, fmt = read_table(path, TableLimits(max_columns=2000, max_field_chars=10_000))
+    assert df.shape == (1, 1999) and fmt.delimiter == ","
