@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
@@ -57,26 +58,23 @@ class MaintenanceLoop(threading.Thread):
         self.next_purge = time.monotonic()
 
     def hourly(self) -> None:
-        try:
-            purged = predictions.purge(self.retention_days, self.db_url)
-            if purged:
-                log.info("purged old predictions", extra={"purged": purged})
-        except Exception:  # noqa: BLE001 - retried next hour
-            log.warning("prediction purge failed", exc_info=True)
-        try:
-            expired = idempotency.purge(self.idempotency_ttl_hours, self.db_url)
-            if expired:
-                log.info("purged expired idempotency keys", extra={"purged": expired})
-        except Exception:  # noqa: BLE001 - retried next hour
-            log.warning("idempotency key purge failed", exc_info=True)
-        if self.store is None:
-            return
-        try:
-            removed = cleanup.clean(self.store, max_age_hours=self.scratch_max_age_hours, db_url=self.db_url)
-            if any(removed.values()):
-                log.info("removed old scratch files and orphaned artifacts", extra=removed)
-        except Exception:  # noqa: BLE001 - retried next hour
-            log.warning("scratch cleanup failed", exc_info=True)
+        chores: list[tuple[str, Callable[[], Any]]] = [
+            ("purged old predictions", lambda: {"purged": predictions.purge(self.retention_days, self.db_url)}),
+            ("purged expired idempotency keys",
+             lambda: {"purged": idempotency.purge(self.idempotency_ttl_hours, self.db_url)}),
+        ]
+        if self.store is not None:
+            store = self.store
+            chores.append(("removed old scratch files and orphaned artifacts",
+                           lambda: cleanup.clean(store, max_age_hours=self.scratch_max_age_hours, db_url=self.db_url)))
+        for what, chore in chores:
+            try:
+                done = chore()
+            except Exception:  # noqa: BLE001 - each chore is retried next hour; one failing doesn't stop the others
+                log.warning("hourly maintenance failed", extra={"chore": what}, exc_info=True)
+                continue
+            if any(done.values()):
+                log.info(what, extra=done)
 
     def flush(self) -> None:
         try:
