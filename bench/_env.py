@@ -22,9 +22,11 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -495,3 +497,48 @@ def run_bench(keep_tmp: bool, body: Callable[[Path, contextlib.ExitStack], None]
     else:
         say(f"temp dir kept (process logs): {tmp}")
     return rc
+
+
+class RssSampler(threading.Thread):
+    """Resident size (MB) of one process, and with `children` its descendants too, every `every_s`
+    seconds until `stop()`, which takes one last sample; a process that is gone counts 0."""
+
+    def __init__(self, pid: int, every_s: float, *, children: bool = False) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc, self.every_s, self.children = psutil.Process(pid), every_s, children
+        self.samples: list[float] = []
+        self._stop_event = threading.Event()
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        total = 0
+        procs = [self.proc]
+        with contextlib.suppress(psutil.Error):
+            if self.children:
+                procs += self.proc.children(recursive=True)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total / (1024 * 1024)
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            self.samples.append(self.rss_mb())
+            self._stop_event.wait(self.every_s)
+
+    def stop(self) -> list[float]:
+        self._stop_event.set()
+        self.join(5)
+        self.samples.append(self.rss_mb())
+        return self.samples
+
+
+def resting_rss_mb(pid: int, seconds: float, every_s: float, *, children: bool = False) -> float:
+    """Median resident size over `seconds` of samples (zeros, from a process that was gone, left out)."""
+    s = RssSampler(pid, every_s, children=children)
+    s.start()
+    time.sleep(seconds)
+    return statistics.median([x for x in s.stop() if x] or [0.0])

@@ -38,9 +38,7 @@ import json
 import os
 import select
 import socket
-import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -58,11 +56,13 @@ from _env import (  # noqa: E402
     BenchError,
     Env,
     PlatformApi,
+    RssSampler,
     add_env_arguments,
     health,
     machine_info,
     params_of,
     print_header,
+    resting_rss_mb,
     run_bench,
     say,
     sigterm_as_interrupt,
@@ -78,42 +78,8 @@ ROW_GROUP = 4_000_000
 
 
 # ----------------------------------------------------------------------------------- memory
-class RssSampler(threading.Thread):
-    """RSS of one process every SAMPLE_S seconds until stopped; 0 once it is gone."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.samples: list[int] = []
-        self._stop_event = threading.Event()
-
-    def rss(self) -> int:
-        import psutil
-
-        try:
-            return int(self.proc.memory_info().rss)
-        except psutil.Error:
-            return 0
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.samples.append(self.rss())
-            self._stop_event.wait(SAMPLE_S)
-
-    def stop(self) -> list[int]:
-        self._stop_event.set()
-        self.join()
-        self.samples.append(self.rss())
-        return self.samples
-
-
 def resting_rss(pid: int) -> float:
-    s = RssSampler(pid)
-    s.start()
-    time.sleep(REST_S)
-    return statistics.median([x for x in s.stop() if x] or [0]) / MB
+    return resting_rss_mb(pid, REST_S, SAMPLE_S)
 
 
 # ----------------------------------------------------------------------------------- inputs
@@ -190,7 +156,7 @@ class Runner:
         if pid is None:
             raise BenchError("no API process")
         out = Outcome(case, rest_mb=round(resting_rss(pid), 1))
-        sampler = RssSampler(pid)
+        sampler = RssSampler(pid, SAMPLE_S)
         sampler.start()
         t0 = time.perf_counter()
         try:
@@ -199,7 +165,7 @@ class Runner:
             out.note = f"{type(exc).__name__}: {exc}"[:120]
         out.seconds = round(time.perf_counter() - t0, 3)
         samples = sampler.stop()
-        out.peak_mb = round(max(samples) / MB, 1)
+        out.peak_mb = round(max(samples), 1)
         out.delta_mb = round(out.peak_mb - out.rest_mb, 1)
         if out.status == 500:
             out.note = f"{self.last_unhandled()} {out.note}".strip()

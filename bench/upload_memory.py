@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import statistics
 import sys
 import threading
 import time
@@ -49,11 +48,13 @@ from _env import (  # noqa: E402
     AI4I_CSV,
     BenchError,
     PlatformApi,
+    RssSampler,
     add_env_arguments,
     machine_info,
     params_of,
     percentile,
     print_header,
+    resting_rss_mb,
     run_bench,
     say,
     sigterm_as_interrupt,
@@ -92,37 +93,6 @@ def build_csv(path: Path, size_mb: float, seed: int = 0) -> dict[str, Any]:
     return {"rows": rows, "size_mb": round(path.stat().st_size / MB, 1)}
 
 
-class RssSampler(threading.Thread):
-    """RSS of a process and its children, every SAMPLE_S seconds, until stopped."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        import psutil
-
-        self.proc = psutil.Process(pid)
-        self.samples: list[float] = []
-        self._stop_event = threading.Event()
-
-    def rss_mb(self) -> float:
-        import psutil
-
-        total = 0
-        for p in [self.proc, *self.proc.children(recursive=True)]:
-            with contextlib.suppress(psutil.Error):
-                total += p.memory_info().rss
-        return total / MB
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            self.samples.append(self.rss_mb())
-            self._stop_event.wait(SAMPLE_S)
-
-    def stop(self) -> list[float]:
-        self._stop_event.set()
-        self.join(5)
-        return self.samples
-
-
 class HealthPoller(threading.Thread):
     """GET /api/health every HEALTH_EVERY_S on its own connection; latencies in ms."""
 
@@ -151,15 +121,12 @@ class HealthPoller(threading.Thread):
 
 
 def resting_rss(pid: int, seconds: float = 2.0) -> float:
-    s = RssSampler(pid)
-    s.start()
-    time.sleep(seconds)
-    return statistics.median(s.stop())
+    return resting_rss_mb(pid, seconds, SAMPLE_S, children=True)
 
 
 def measure_upload(api: PlatformApi, pid: int, path: Path, name: str) -> dict[str, Any]:
     rest = resting_rss(pid)
-    sampler, poller = RssSampler(pid), HealthPoller(api.env.base_url)
+    sampler, poller = RssSampler(pid, SAMPLE_S, children=True), HealthPoller(api.env.base_url)
     sampler.start()
     poller.start()
     t0 = time.perf_counter()
